@@ -1,0 +1,154 @@
+"""Command line: flags generated from the config schema and the collector table.
+
+    stackmon --web.listen-address=127.0.0.1:9860 --no-collector.host --config.file=stackmon.yml
+
+Every bad input ends the process with exit code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter import __version__, config, logs
+from exporter.collectors import COLLECTORS, defaults, enabled
+from exporter.collectors.base import Collector, CollectorSet
+from exporter.server import App, make_server
+from exporter.webconfig import load_web_config
+
+log = logging.getLogger("stackmon")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        fail(f"command line: {message} (see stackmon --help)")
+
+
+def fail(message: str) -> NoReturn:
+    """Print one clear line and exit 2; secrets are scrubbed even here."""
+    sys.stderr.write(f"stackmon: error: {logs.redact(message)}\n")
+    raise SystemExit(2)
+
+
+class _RefuseSecret(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        leaf: config.Leaf = self.const
+        fail(f"{option_string}: secrets are not accepted on the command line (other users "
+             f"can read it in the process list); set {leaf.env} or put it in a *_file setting")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stackmon", description="Prometheus exporter for a web platform.",
+                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"stackmon {__version__}")
+    parser.add_argument("--config.file", dest="config_file", metavar="PATH",
+                        help="YAML config file (also STACKMON_CONFIG_FILE)")
+    for leaf in config.leaves():
+        dest = "set:" + ".".join(leaf.path)
+        if leaf.secret:
+            parser.add_argument(leaf.flag, dest=dest, action=_RefuseSecret, const=leaf,
+                                help=argparse.SUPPRESS)
+            continue
+        help_text = leaf.field.metadata.get("help", "")
+        default = leaf.field.default
+        if default is not None and default is not dataclasses.MISSING:
+            help_text += f" (default: {default})"
+        parser.add_argument(leaf.flag, dest=dest, metavar="VALUE",
+                            help=f"{help_text}; env {leaf.env}".replace("%", "%%"))
+    for spec in COLLECTORS:
+        default = {True: "on", False: "off", None: "on when configured"}[spec.default]
+        parser.add_argument(f"--collector.{spec.name}", dest=f"set:collectors.{spec.name}",
+                            action="store_const", const="true",
+                            help=f"enable the {spec.name} collector: {spec.help} "
+                                 f"(default: {default})")
+        parser.add_argument(f"--no-collector.{spec.name}", dest=f"set:collectors.{spec.name}",
+                            action="store_const", const="false",
+                            help=f"disable the {spec.name} collector")
+    return parser
+
+
+def parse(argv: Sequence[str], env: dict[str, str]) -> config.Config:
+    """argv + env (+ the file they name) -> validated Config, or ConfigError."""
+    ns = vars(build_parser().parse_args(list(argv)))
+    flags = {tuple(k[4:].split(".")): v for k, v in ns.items() if k.startswith("set:")}
+    config_file = ns.get("config_file") or env.get("STACKMON_CONFIG_FILE") or None
+    return config.load(config_file=config_file, env=env, flags=flags,
+                       collector_defaults=defaults())
+
+
+def build_info() -> Iterable[Metric]:
+    info = GaugeMetricFamily("stackmon_build_info", "stackmon version and Python runtime.",
+                             labels=["version", "python_version"])
+    info.add_metric([__version__, platform.python_version()], 1.0)
+    return [info]
+
+
+def build_collectors(cfg: config.Config) -> tuple[list[Collector], dict[str, list[Collector]]]:
+    """The collectors behind /metrics, and those behind each /probe target name."""
+    main: list[Collector] = []
+    probes: dict[str, list[Collector]] = {}
+    for spec in enabled(cfg):
+        main.extend(spec.build(cfg))
+        if spec.probes is not None:
+            for name, collectors in spec.probes(cfg).items():
+                probes.setdefault(name, []).extend(collectors)
+    return main, probes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    env = dict(os.environ)
+    try:
+        cfg = parse(sys.argv[1:] if argv is None else argv, env)
+        web = load_web_config(cfg.web.config_file)
+    except config.ConfigError as err:
+        fail(str(err))
+    logs.setup(cfg.log.level, cfg.secrets())
+    try:
+        collectors, probe_collectors = build_collectors(cfg)
+    except config.ConfigError as err:
+        fail(str(err))
+    process = ProcessCollector(registry=None)
+    collector_set = CollectorSet(collectors, extras=[build_info, process.collect])
+    probes = {name: CollectorSet(cs) for name, cs in probe_collectors.items()}
+    app = App(collector_set, telemetry_path=cfg.web.telemetry_path,
+              timeout=cfg.scrape.timeout_seconds,
+              timeout_offset=cfg.scrape.timeout_offset_seconds,
+              max_requests=cfg.web.max_requests, web_config=web, probes=probes)
+    sets = [collector_set, *probes.values()]
+    try:
+        server = make_server(cfg.web.listen_address, app, web.ssl_context)
+    except config.ConfigError as err:
+        for cs in sets:
+            cs.close()
+        fail(f"{cfg.source}: {err}")
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("msg=\"shutting down\" signal=%s", signal.Signals(signum).name)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    scheme = "https" if web.ssl_context else "http"
+    log.info("msg=\"listening\" address=%s scheme=%s collectors=%s version=%s",
+             cfg.web.listen_address, scheme, ",".join(c.name for c in collectors), __version__)
+    app.ready.set()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        for cs in sets:
+            cs.close()
+    log.info("msg=\"stopped\"")
+    return 0

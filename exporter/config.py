@@ -1,0 +1,565 @@
+"""Configuration: frozen dataclasses, loaded once and validated before anything runs.
+
+Precedence (lowest first): defaults < YAML file (``--config.file``) < ``STACKMON_*``
+environment variables < command-line flags.  One schema drives all three sources:
+the YAML key ``web.listen_address`` is the env var ``STACKMON_WEB_LISTEN_ADDRESS``
+and the flag ``--web.listen-address``.
+
+Every problem becomes a :class:`ConfigError` whose one-line message names the
+source (file, env var or flag), the key, the value (never a secret's) and what was
+expected, e.g.::
+
+    stackmon.yml: web.listen_adress: unknown key (did you mean "listen_address"?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+import yaml
+
+DEFAULT_PORT = 9860
+ENV_PREFIX = "STACKMON_"
+# Env vars that are not settings but are still ours.
+ENV_EXTRA = frozenset({"STACKMON_CONFIG_FILE"})
+REDACTED = "<redacted>"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A bad input: ``str(err)`` is the one line the user sees."""
+
+
+class SettingError(ValueError):
+    """Raised by a settings class's ``check()`` for a value that fails a cross-field rule."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: Sequence[str] | None = None,
+    regex: bool = False,
+    secret: bool = False,
+    flag: str | None = None,
+    check: Callable[[Any], str | None] | None = None,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """Declare one setting: its default, help text and the rules its value obeys.
+
+    ``secret`` values are never echoed and are refused on the command line;
+    ``check`` returns an error text ("expected ...") or None.
+    """
+    meta = {
+        "help": help,
+        "min": min,
+        "max": max,
+        "choices": tuple(choices) if choices else None,
+        "regex": regex,
+        "secret": secret,
+        "flag": flag,
+        "check": check,
+    }
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (``:9860``, ``127.0.0.1:9860``, ``[::1]:9860``) into its parts."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError("expected host:port, e.g. :9860 or 127.0.0.1:9860")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError("expected a port between 0 and 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("expected an IPv6 address inside [ ]") from None
+    elif ":" in host:
+        raise ValueError("expected IPv6 addresses in brackets, e.g. [::1]:9860")
+    return host, port
+
+
+def _check_listen_address(value: str) -> str | None:
+    try:
+        parse_listen_address(value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _check_path(value: str) -> str | None:
+    if not value.startswith("/") or value == "/":
+        return "expected a path starting with / other than / itself, e.g. /metrics"
+    return None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """How the HTTP server listens."""
+
+    section: ClassVar[str] = "web"
+    listen_address: str = setting(
+        f":{DEFAULT_PORT}", "address to listen on, host:port", check=_check_listen_address
+    )
+    telemetry_path: str = setting("/metrics", "path that serves metrics", check=_check_path)
+    config_file: str | None = setting(
+        None, "exporter-toolkit web config file (TLS, basic auth)", flag="--web.config.file"
+    )
+    max_requests: int = setting(
+        40, "concurrent requests served before answering 503 (0 = no limit)", min=0, max=10000
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    section: ClassVar[str] = "log"
+    level: str = setting("info", "log level", choices=LOG_LEVELS)
+
+
+@dataclass(frozen=True)
+class ScrapeSettings:
+    section: ClassVar[str] = "scrape"
+    timeout_seconds: float = setting(
+        10.0, "longest a scrape may take, also capped by Prometheus's scrape timeout",
+        min=0.1, max=300,
+    )
+    timeout_offset_seconds: float = setting(
+        0.5, "subtracted from X-Prometheus-Scrape-Timeout-Seconds to leave room for the reply",
+        min=0, max=60,
+    )
+
+
+# node_exporter's defaults (collector/filesystem_linux.go, diskstats_linux.go).
+FS_MOUNT_POINTS_EXCLUDE = (
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+)
+FS_TYPES_EXCLUDE = (
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
+    r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
+    r"|squashfs|erofs|sysfs|tracefs)$"
+)
+DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    section: ClassVar[str] = "host"
+    filesystem_mount_points_exclude: str = setting(
+        FS_MOUNT_POINTS_EXCLUDE, "regex of mount points to ignore", regex=True
+    )
+    filesystem_fs_types_exclude: str = setting(
+        FS_TYPES_EXCLUDE, "regex of filesystem types to ignore", regex=True
+    )
+    filesystem_mount_timeout_seconds: float = setting(
+        1.0, "a mount whose statfs takes longer is reported as an error and skipped until "
+        "it answers", min=0.01, max=60,
+    )
+    disk_devices_exclude: str = setting(
+        DISK_DEVICES_EXCLUDE, "regex of block devices to ignore", regex=True
+    )
+    network_devices_exclude: str = setting("", "regex of network devices to ignore", regex=True)
+
+
+SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    web: WebSettings = field(default_factory=WebSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
+    host: HostSettings = field(default_factory=HostSettings)
+    collectors: Mapping[str, bool | None] = field(default_factory=dict)
+    source: str = "defaults"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the configuration, for log redaction."""
+        found: list[str] = []
+        for section in SECTIONS:
+            _collect_secrets(getattr(self, section.section), found)
+        return [s for s in found if s]
+
+
+def _collect_secrets(obj: Any, found: list[str]) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("secret") and isinstance(value, str):
+            found.append(value)
+        elif dataclasses.is_dataclass(value):
+            _collect_secrets(value, found)
+        elif isinstance(value, tuple):
+            for item in value:
+                if dataclasses.is_dataclass(item):
+                    _collect_secrets(item, found)
+        hook = getattr(obj, "extra_secrets", None)
+        if callable(hook):
+            found.extend(hook())
+
+
+# ---------------------------------------------------------------------------
+# Schema walking
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One scalar setting reachable from env and flags."""
+
+    path: tuple[str, ...]
+    field: dataclasses.Field[Any]
+    type: Any
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + "_".join(self.path).upper()
+
+    @property
+    def flag(self) -> str:
+        explicit = self.field.metadata.get("flag")
+        if explicit:
+            return str(explicit)
+        return "--" + self.path[0] + "." + "-".join(self.path[1:]).replace("_", "-")
+
+    @property
+    def secret(self) -> bool:
+        return bool(self.field.metadata.get("secret"))
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def leaves() -> list[Leaf]:
+    """Every scalar setting of every section (lists of targets are file-only)."""
+    out: list[Leaf] = []
+    for section in SECTIONS:
+        hints = _hints(section)
+        for f in dataclasses.fields(section):
+            tp, _ = _unwrap_optional(hints[f.name])
+            if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is tuple:
+                if typing.get_origin(tp) is tuple and typing.get_args(tp)[0] is str:
+                    out.append(Leaf((section.section, f.name), f, hints[f.name]))
+                continue
+            out.append(Leaf((section.section, f.name), f, hints[f.name]))
+    return out
+
+
+def _suggest(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    tp, _optional = _unwrap_optional(tp)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if typing.get_origin(tp) is tuple:
+        inner = typing.get_args(tp)[0]
+        return "a list of strings" if inner is str else "a list of mappings"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return names.get(tp, str(tp))
+
+
+class _Origins:
+    """Remembers where each raw value came from, for error messages."""
+
+    def __init__(self, file_label: str) -> None:
+        self.file_label = file_label
+        self.by_path: dict[tuple[str, ...], str] = {}
+
+    def of(self, path: tuple[str, ...]) -> str:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.by_path:
+                return self.by_path[path[:n]]
+        return self.file_label
+
+
+def _show(value: Any, secret: bool) -> str:
+    if secret:
+        return REDACTED
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _coerce(value: Any, tp: Any, path: tuple[str, ...], meta: Mapping[str, Any],
+            origins: _Origins, from_text: bool) -> Any:
+    key = ".".join(path)
+    where = origins.of(path)
+    secret = bool(meta.get("secret"))
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: got {_show(value, secret)}, expected {expected}")
+
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise bad(_type_name(tp))
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise bad("a mapping")
+        return _build(tp, value, path, origins)
+    if typing.get_origin(tp) is tuple:
+        inner = typing.get_args(tp)[0]
+        if from_text and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise bad(_type_name(tp))
+        items = []
+        for i, item in enumerate(value):
+            items.append(_coerce(item, inner, (*path[:-1], f"{path[-1]}[{i}]"), meta,
+                                 origins, from_text))
+        if dataclasses.is_dataclass(inner):
+            names = [getattr(item, "name", None) for item in items]
+            dupes = sorted({n for n in names if n is not None and names.count(n) > 1})
+            if dupes:
+                raise ConfigError(f'{where}: {key}: target name "{dupes[0]}" appears twice, '
+                                  "expected unique names")
+        return tuple(items)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+        raise bad("true or false")
+    if tp is int:
+        if isinstance(value, str) and from_text:
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise bad("an integer") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        result: Any = value
+    elif tp is float:
+        if isinstance(value, str) and from_text:
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise bad("a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad("a finite number")
+        result = float(value)
+    elif tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise bad("a string")
+        result = str(value)
+    else:  # pragma: no cover - schema bug, not user input
+        raise TypeError(f"unsupported setting type {tp!r} for {key}")
+
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and result < lo) or (hi is not None and result > hi):
+        bounds = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else (
+            f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+        raise bad(f"a value {bounds}")
+    choices = meta.get("choices")
+    if choices and result not in choices:
+        raise bad("one of " + ", ".join(choices) + _suggest(str(result), choices))
+    if meta.get("regex"):
+        try:
+            re.compile(result)
+        except re.error as err:
+            raise bad(f"a valid regular expression ({err})") from None
+    check = meta.get("check")
+    if check is not None:
+        problem = check(result)
+        if problem:
+            raise bad(problem)
+    return result
+
+
+def _build(cls: type, raw: Mapping[str, Any], path: tuple[str, ...], origins: _Origins) -> Any:
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        sub = (*path, str(key))
+        if not isinstance(key, str) or key not in fields:
+            where = origins.of(sub)
+            raise ConfigError(f"{where}: {'.'.join(sub)}: unknown key"
+                              f"{_suggest(str(key), list(fields))}")
+        from_text = origins.of(sub) != origins.file_label
+        kwargs[key] = _coerce(value, hints[key], sub, fields[key].metadata, origins, from_text)
+    missing = [name for name, f in fields.items()
+               if name not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        key = ".".join((*path, missing[0]))
+        raise ConfigError(f"{origins.of(path)}: {key}: missing, expected "
+                          f"{_type_name(hints[missing[0]])}")
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if callable(check):
+        try:
+            check()
+        except SettingError as err:
+            key = ".".join((*path, err.key))
+            raise ConfigError(f"{origins.of((*path, err.key))}: {key}: {err.message}") from None
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# Sources
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """Read the config file; any problem becomes a ConfigError naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: config file not readable (permission denied)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, expected a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = err.problem or err.context or "malformed YAML"
+        raise ConfigError(f"{path}:{line} malformed YAML: {problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: malformed YAML: {type(err).__name__}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+_COLLECTOR_FIELD: dataclasses.Field[Any] = dataclasses.fields(
+    dataclasses.make_dataclass("_Switch", [("on", bool, field(default=False))]))[0]
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def load(
+    *,
+    config_file: str | None,
+    env: Mapping[str, str],
+    flags: Mapping[tuple[str, ...], Any],
+    collector_defaults: Mapping[str, bool | None],
+) -> Config:
+    """Merge defaults, file, env and flags, then validate everything once.
+
+    ``flags`` maps a setting path such as ``("web", "listen_address")`` to the text
+    given on the command line; collector switches use ``("collectors", name)``.
+    """
+    file_label = config_file or "defaults"
+    origins = _Origins(file_label)
+    raw: dict[str, Any] = read_yaml(config_file) if config_file else {}
+
+    by_env = {leaf.env: leaf for leaf in leaves()}
+    for name in collector_defaults:
+        by_env[f"{ENV_PREFIX}COLLECTORS_{name.upper()}"] = Leaf(
+            ("collectors", name), _COLLECTOR_FIELD, bool)
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in ENV_EXTRA:
+            continue
+        leaf = by_env.get(name)
+        if leaf is None:
+            raise ConfigError(f"environment: {name}: unknown variable"
+                              f"{_suggest(name, list(by_env))}")
+        _set(raw, leaf.path, env[name])
+        origins.by_path[leaf.path] = f"environment {name}"
+    for path, value in flags.items():
+        _set(raw, path, value)
+        leaf = next((lf for lf in leaves() if lf.path == path), None)
+        label = leaf.flag if leaf else f"--{'collector' if path[0] == 'collectors' else path[0]}." \
+            + "-".join(path[1:])
+        origins.by_path[path] = f"flag {label}"
+
+    collectors_raw = raw.pop("collectors", {}) or {}
+    if not isinstance(collectors_raw, Mapping):
+        raise ConfigError(f"{origins.of(('collectors',))}: collectors: expected a mapping of "
+                          "collector name to true/false")
+    enabled: dict[str, bool | None] = dict(collector_defaults)
+    for name, value in collectors_raw.items():
+        path = ("collectors", str(name))
+        if name not in collector_defaults:
+            raise ConfigError(f"{origins.of(path)}: collectors.{name}: unknown collector"
+                              f"{_suggest(str(name), list(collector_defaults))}")
+        enabled[name] = _coerce(value, bool, path, {}, origins,
+                                from_text=origins.of(path) != file_label)
+
+    sections: dict[str, Any] = {}
+    known = {s.section: s for s in SECTIONS}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{origins.of((str(key),))}: {key}: unknown section"
+                              f"{_suggest(str(key), [*known, 'collectors'])}")
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{origins.of((key,))}: {key}: got {_show(value, False)}, "
+                              "expected a mapping")
+        sections[key] = _build(known[key], value, (key,), origins)
+    return Config(**sections, collectors=enabled, source=file_label)
+
+
+def read_secret_file(path: str, key: str) -> str:
+    """Read a ``*_file`` secret, stripping one trailing newline; errors never show content."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        raise SettingError(key, f'file "{path}" not found') from None
+    except PermissionError:
+        raise SettingError(key, f'file "{path}" not readable (permission denied)') from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SettingError(key, f'file "{path}" cannot be read ({type(err).__name__})') from None

@@ -1,0 +1,1 @@
+"""Shared test helpers: run the exporter, scrape it, check its output with promtool."""

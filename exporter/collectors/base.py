@@ -73,6 +73,20 @@ class _Flight:
         self.result: list[Metric] = []
 
 
+def merge_families(metrics: list[Metric]) -> list[Metric]:
+    """Join families that several collectors share (``stackmon_service_up``) into one."""
+    by_name: dict[str, Metric] = {}
+    out: list[Metric] = []
+    for family in metrics:
+        first = by_name.get(family.name)
+        if first is None:
+            by_name[family.name] = family
+            out.append(family)
+        else:
+            first.samples.extend(family.samples)
+    return out
+
+
 class CollectorSet:
     """Runs collectors in parallel under a deadline and adds the self-metrics."""
 
@@ -152,7 +166,7 @@ class CollectorSet:
         metrics.extend((duration, success))
         for extra in self._extras:
             metrics.extend(extra())
-        return metrics
+        return merge_families(metrics)
 
     def _failure_metrics(self, collector: Collector) -> list[Metric]:
         try:

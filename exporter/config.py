@@ -64,7 +64,7 @@ def setting(
     """Declare one setting: its default, help text and the rules its value obeys.
 
     ``secret`` values are never echoed and are refused on the command line;
-    ``check`` returns an error text ("expected ...") or None.
+    ``check`` returns what was expected ("a path starting with /") or None.
     """
     meta = {
         "help": help,
@@ -85,18 +85,18 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     """Split ``host:port`` (``:9860``, ``127.0.0.1:9860``, ``[::1]:9860``) into its parts."""
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise ValueError("expected host:port, e.g. :9860 or 127.0.0.1:9860")
+        raise ValueError("host:port, e.g. :9860 or 127.0.0.1:9860")
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ValueError("expected a port between 0 and 65535")
+        raise ValueError("a port between 0 and 65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError("expected an IPv6 address inside [ ]") from None
+            raise ValueError("an IPv6 address inside [ ]") from None
     elif ":" in host:
-        raise ValueError("expected IPv6 addresses in brackets, e.g. [::1]:9860")
+        raise ValueError("IPv6 addresses in brackets, e.g. [::1]:9860")
     return host, port
 
 
@@ -110,7 +110,7 @@ def _check_listen_address(value: str) -> str | None:
 
 def _check_path(value: str) -> str | None:
     if not value.startswith("/") or value == "/":
-        return "expected a path starting with / other than / itself, e.g. /metrics"
+        return "a path starting with / other than / itself, e.g. /metrics"
     return None
 
 

@@ -36,7 +36,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(Exception):
-    """A bad input: ``str(err)`` is the one line the user sees."""
+    """A bad input: ``str(err)`` is the one line the user sees.
+
+    Control characters that came from the input (a newline inside a key) are escaped so
+    the message stays on one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(text: str) -> str:
+    """Escape non-printable characters (newlines included) so text stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class SettingError(ValueError):

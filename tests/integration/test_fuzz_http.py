@@ -41,3 +41,16 @@ def test_server_survives_random_requests(host_exporter: Exporter, payload: bytes
 def test_still_serving_after_fuzzing(host_exporter: Exporter) -> None:
     assert host_exporter.get("/metrics")[0] == 200
     assert "Traceback" not in host_exporter.logs()
+
+
+def test_many_slow_clients_do_not_block_scrapes(host_exporter: Exporter) -> None:
+    idle = []
+    try:
+        for i in range(30):
+            s = socket.create_connection(("127.0.0.1", host_exporter.port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"GE")
+            idle.append(s)
+        assert host_exporter.get("/metrics", timeout=5)[0] == 200
+    finally:
+        for s in idle:
+            s.close()

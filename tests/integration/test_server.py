@@ -7,7 +7,7 @@ import signal
 import socket
 import threading
 
-from tests.helpers.exporter import Exporter, Samples, start_exporter, wait_for
+from tests.helpers.exporter import Exporter, Samples, free_port, start_exporter, wait_for
 
 
 def test_metrics_text_format(host_exporter: Exporter) -> None:
@@ -114,5 +114,20 @@ def test_custom_telemetry_path() -> None:
     try:
         assert wait_for(lambda: exp.get("/custom")[0] == 200, what="custom path")
         assert exp.get("/metrics")[0] == 404
+    finally:
+        exp.stop()
+
+
+def test_ipv6_listen_address() -> None:
+    port = free_port()
+    exp = start_exporter([f"--web.listen-address=[::1]:{port}"], port=port, wait=False)
+    try:
+        def up() -> bool:
+            with socket.create_connection(("::1", port), timeout=1):
+                return True
+        wait_for(up, what="IPv6 listener")
+        with socket.create_connection(("::1", port), timeout=5) as s:
+            s.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.0 200")
     finally:
         exp.stop()

@@ -124,7 +124,7 @@ def classify(err: BaseException) -> str:
     """Map an exception to a bounded reason."""
     if isinstance(err, CheckFailed):
         return err.reason
-    if isinstance(err, TimeoutError | socket.timeout):
+    if isinstance(err, TimeoutError):
         return "timeout"
     if isinstance(err, ConnectionRefusedError):
         return "refused"

@@ -46,7 +46,8 @@ class TargetServer:
     """A threaded HTTP(S) server whose paths answer the way a test needs.
 
     /ok 200 "status: ok" + X-App-Version, /fail 500, /degraded 200 with another body,
-    /hang waits until the server stops, /auth 200 only with an Authorization header in ``accepted_auth``.
+    /hang waits until the server stops, /auth 200 only with an Authorization header
+    listed in ``accepted_auth``.
     """
 
     tls: ssl.SSLContext | None = None

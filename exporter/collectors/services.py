@@ -423,10 +423,17 @@ class ServicesCollector(Collector):
         nginx_up = GaugeMetricFamily(
             "nginx_up", "1 if nginx stub_status was read successfully.", labels=["service"])
         nginx_gauges = {
-            state: GaugeMetricFamily(f"nginx_connections_{state}",
-                                     f"{state.capitalize()} client connections.",
-                                     labels=["service"])
-            for state in ("active", "reading", "writing", "waiting")}
+            "active": GaugeMetricFamily("nginx_connections_active",
+                                        "Active client connections.", labels=["service"]),
+            "reading": GaugeMetricFamily("nginx_connections_reading",
+                                         "Connections where nginx reads the request header.",
+                                         labels=["service"]),
+            "writing": GaugeMetricFamily("nginx_connections_writing",
+                                         "Connections where nginx writes the response.",
+                                         labels=["service"]),
+            "waiting": GaugeMetricFamily("nginx_connections_waiting",
+                                         "Idle client connections.", labels=["service"]),
+        }
         accepted = CounterMetricFamily("nginx_connections_accepted_total",
                                        "Accepted client connections.", labels=["service"])
         handled = CounterMetricFamily("nginx_connections_handled_total",

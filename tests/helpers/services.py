@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tests.helpers.exporter import free_port, wait_for
 
-NGINX = "/usr/sbin/nginx"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # Debian: nginx-light
 APP_VERSION = "4.2.1"
 HANG_SECONDS = 60.0
 

@@ -201,6 +201,14 @@ def _clean_version(value: str | None, nginx_server: bool) -> str | None:
     return value[:VERSION_MAX_LEN] or None
 
 
+def _log_target(check: ServiceCheck) -> str:
+    """The check's address for log lines, without a query string (it may hold a token)."""
+    if check.url:
+        parts = urlsplit(check.url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return check.address or ""
+
+
 def _ssl_context(check: ServiceCheck) -> ssl.SSLContext | None:
     if not check.url or urlsplit(check.url).scheme != "https":
         return None
@@ -392,7 +400,7 @@ class ServicesCollector(Collector):
         reason = None if result.up else (result.reason or "error")
         if reason != slot.last_reason:
             check = slot.check
-            where = check.url or check.address or ""
+            where = _log_target(check)
             if reason is None:
                 log.info('collector=services service=%s msg="check ok" target="%s"',
                          check.name, where)

@@ -254,3 +254,9 @@ def test_logs_once_per_state_change(caplog: pytest.LogCaptureFixture) -> None:
     failed = [r for r in caplog.records if "check failed" in r.getMessage()]
     assert len(failed) == 1
     assert "reason=refused" in failed[0].getMessage()
+
+
+def test_log_target_drops_query() -> None:
+    check = ServiceCheck(name="q", url="http://h:8000/health?token=abc123")
+    assert svc._log_target(check) == "http://h:8000/health"
+    assert svc._log_target(tcp("t", "db:5432")) == "db:5432"

@@ -246,8 +246,9 @@ def check_http(check: ServiceCheck, deadline: float,
                context: ssl.SSLContext | None) -> CheckResult:
     """GET the URL; up when the status (and body regex) are as expected.
 
-    Fills ``status_code``, ``cert_expiry`` and ``version`` even when the check fails,
-    so a 500 still reports its status code; raises only when no response came.
+    Never raises: a failure sets ``reason`` (one of REASONS) and keeps whatever was
+    learnt before it (``status_code``, ``cert_expiry``, ``version``), so a 500 still
+    reports its status code and a wrong body its certificate expiry.
     """
     assert check.url is not None
     parts = urlsplit(check.url)

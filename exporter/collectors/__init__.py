@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from exporter.collectors.base import Collector
 from exporter.collectors.host import HostCollector
+from exporter.collectors.services import ServicesCollector
 from exporter.config import Config
 
 
@@ -32,6 +33,11 @@ class CollectorSpec:
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
                   lambda cfg: [HostCollector.from_config(cfg)]),
+    CollectorSpec("services", "configured HTTP, TCP and nginx stub_status checks "
+                  "(blackbox / nginx-prometheus-exporter)",
+                  lambda cfg: [ServicesCollector.from_config(cfg)], default=None,
+                  configured=lambda cfg: bool(cfg.services.checks),
+                  probes=ServicesCollector.probes),
 )
 
 

@@ -18,9 +18,11 @@ def samples(metrics, name):  # type: ignore[no-untyped-def]
 def test_hung_statfs_is_skipped_and_reported_then_recovers() -> None:
     release = threading.Event()
     real = os.statvfs
+    root_calls: list[str] = []
 
     def statfs(path: str) -> os.statvfs_result:
         if path == "/":
+            root_calls.append(path)
             release.wait(30)
         return real(path)
 
@@ -31,11 +33,10 @@ def test_hung_statfs_is_skipped_and_reported_then_recovers() -> None:
     assert samples(metrics, "node_filesystem_device_error")["/"] == 1.0
     assert "/" not in samples(metrics, "node_filesystem_size_bytes")
 
-    # While it is stuck, later scrapes skip it at once instead of waiting again.
-    start = time.monotonic()
+    # While it is stuck, later scrapes skip it instead of calling (and waiting) again.
     metrics = collector.collect(time.monotonic() + 5)
-    assert time.monotonic() - start < 0.15
     assert samples(metrics, "node_filesystem_device_error")["/"] == 1.0
+    assert len(root_calls) == 1
 
     release.set()
     deadline = time.monotonic() + 5

@@ -427,8 +427,12 @@ class PostgresCollector(Collector):
         return make_conninfo("", **params)
 
     def _connect(self, deadline: float) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._conninfo(deadline), autocommit=True,
-                               prepare_threshold=None)
+        try:
+            conn = psycopg.connect(self._conninfo(deadline), autocommit=True,
+                                   prepare_threshold=None)
+        except psycopg.OperationalError as err:
+            # Name the target: every /probe target's collector is called "postgres".
+            raise ConnectionError(f"target {self.target}: {err}") from None
         try:
             self._version = conn.info.server_version
             statements = None
@@ -476,10 +480,12 @@ class PostgresCollector(Collector):
 
     def _part_failed(self, part: Part, err: BaseException) -> None:
         self._disabled.add(part.name)
+        state = str(getattr(err, "sqlstate", "") or type(err).__name__)
+        hint = ("grant pg_monitor to the role" if state == "42501"
+                else "not available on this server")
         self._log_once(f"part-{part.name}",
                        'collector=postgres target=%s msg="cannot query %s; its metrics are '
-                       'left out (grant pg_monitor to the role)" sqlstate=%s', self.target,
-                       part.name, getattr(err, "sqlstate", "") or type(err).__name__)
+                       'left out (%s)" sqlstate=%s', self.target, part.name, hint, state)
 
     def _check_privileges(self, conn: psycopg.Connection[Any]) -> None:
         row = conn.execute("SELECT pg_has_role('pg_read_all_stats', 'MEMBER')").fetchone()

@@ -6,6 +6,7 @@ Fault tests stop, restart and SIGSTOP these, never the shared server on 5432.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -108,10 +109,8 @@ class Cluster:
 
     def signal_all(self, sig: signal.Signals) -> None:
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     def sql(self, query: str, dbname: str = "postgres") -> list[tuple[Any, ...]]:
         with self.connect(dbname) as conn:

@@ -6,6 +6,7 @@ exporter itself connects to ``postgres`` so its own session never counts in ours
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -141,10 +142,8 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
 
 
 def _ignore(conn: psycopg.Connection[Any], query: str) -> None:
-    try:
+    with contextlib.suppress(psycopg.Error):
         conn.execute(query)
-    except psycopg.Error:
-        pass
 
 
 def _xacts(db: str) -> tuple[float, float]:
@@ -184,7 +183,7 @@ def test_commits_and_rollbacks_exact(exporter: Exporter, test_db: str) -> None:
                 conn.execute("SELECT 1")
                 conn.rollback()
 
-        def flushed() -> Samples | None:
+        def flushed(r0: float = r0) -> Samples | None:
             s = exporter.scrape()
             return s if s.get("pg_stat_database_xact_rollback_total",
                               datname=test_db) >= r0 + 4 else None

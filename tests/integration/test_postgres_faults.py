@@ -120,7 +120,8 @@ def _transactions_for(cluster: Cluster, scrapes: int) -> int:
         exp.stop()
     expected = before + CONNECT_TRANSACTIONS + scrapes
     # The session flushes its counters as it ends: wait for them, then check nothing more.
-    wait_for(lambda: not _stackmon_backends(cluster, "stackmon_xact") and _xacts(cluster) >= expected,
+    wait_for(lambda: not _stackmon_backends(cluster, "stackmon_xact")
+             and _xacts(cluster) >= expected,
              timeout=15, what="the exporter's session to end and flush")
     return _xacts(cluster) - before
 

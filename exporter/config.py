@@ -244,6 +244,9 @@ class PostgresSettings:
         min=1, max=300)
     slow_query_threshold_seconds: float = setting(
         60.0, "statements running longer than this count as slow", min=0, max=86400)
+    database_size_refresh_seconds: float = setting(
+        60.0, "pg_database_size (it stats every file) runs at most this often; scrapes in "
+        "between serve the last sizes (0 = every scrape)", min=0, max=86400)
     stat_statements: bool = setting(
         False, "export pg_stat_statements totals (needs the extension) for the top queries")
     stat_statements_limit: int = setting(

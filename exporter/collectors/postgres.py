@@ -104,15 +104,20 @@ STAT_DATABASE_COLUMNS_14 = (
     "sessions", "sessions_abandoned", "sessions_fatal", "sessions_killed", "session_time",
     "active_time", "idle_in_transaction_time",
 )
-# pg_database_size needs CONNECT on the database (or pg_read_all_stats): ask first so a
-# database we may not see yields no size instead of an error.
 DATABASE_SQL = """
+SELECT d.datname, {columns}
+FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid
+"""
+# pg_database_size stats every file of every database: by far the most expensive query
+# (milliseconds of server CPU with a few thousand relations), so it runs at most every
+# database_size_refresh_seconds.  It needs CONNECT on the database (or pg_read_all_stats):
+# ask first, so a database we may not see yields no size instead of an error.
+SIZES_SQL = """
 SELECT d.datname,
        CASE WHEN has_database_privilege(d.oid, 'CONNECT')
                  OR pg_has_role('pg_read_all_stats', 'MEMBER')
-            THEN pg_database_size(d.oid)::float8 END,
-       {columns}
-FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid
+            THEN pg_database_size(d.oid)::float8 END
+FROM pg_database d
 """
 
 LOCK_MODES = (
@@ -293,6 +298,7 @@ def build_parts(server_version: int, slow_threshold: float,
         Part("settings", SETTINGS_SQL),
         Part("activity", ACTIVITY_SQL),
         Part("slow", SLOW_SQL.format(threshold=repr(float(slow_threshold)))),
+        Part("sizes", SIZES_SQL),
         Part("database", DATABASE_SQL.format(
             columns=", ".join(f"s.{c}::float8" for c in columns))),
         Part("locks", LOCKS_SQL),
@@ -392,6 +398,7 @@ class PostgresCollector(Collector):
         self._disabled: set[str] = set()  # parts this role/server cannot run
         self._logged: set[str] = set()  # "log once" keys
         self._version = 0
+        self._sizes: tuple[float, list[tuple[Any, ...]]] | None = None  # (when, rows)
         self._lock = threading.Lock()
 
     @classmethod
@@ -554,7 +561,21 @@ class PostgresCollector(Collector):
 
     def _run_batch(self, conn: psycopg.Connection[Any], deadline: float
                    ) -> dict[str, list[tuple[Any, ...]]]:
-        parts = [p for p in self._parts if p.name not in self._disabled]
+        """Run the batch; sizes come from the last reading while it is fresh enough."""
+        now = time.monotonic()
+        fresh = (self._sizes is not None
+                 and now - self._sizes[0] < self.settings.database_size_refresh_seconds)
+        parts = [p for p in self._parts if p.name not in self._disabled
+                 and not (p.name == "sizes" and fresh)]
+        results = self._run_parts(conn, parts, deadline)
+        if "sizes" in results:
+            self._sizes = (now, results["sizes"])
+        elif self._sizes is not None and "sizes" not in self._disabled:
+            results["sizes"] = self._sizes[1]
+        return results
+
+    def _run_parts(self, conn: psycopg.Connection[Any], parts: list[Part], deadline: float
+                   ) -> dict[str, list[tuple[Any, ...]]]:
         with _Watchdog(conn.pgconn.socket, deadline) as dog:
             try:
                 return self._execute(conn, parts)
@@ -691,10 +712,15 @@ class PostgresCollector(Collector):
     def _databases(self, r: dict[str, list[tuple[Any, ...]]],
                    extra_tables: list[tuple[str, float]]) -> list[Metric]:
         out: list[Metric] = []
-        if "database" in r:
-            columns = database_columns(self._version)
+        if "sizes" in r:
             size = GaugeMetricFamily("pg_database_size_bytes", "Disk space used by the database.",
                                      labels=["datname"])
+            for datname, db_size in r["sizes"]:
+                if db_size is not None:
+                    size.add_metric([datname], db_size)
+            out.append(size)
+        if "database" in r:
+            columns = database_columns(self._version)
             backends = GaugeMetricFamily("pg_stat_database_numbackends",
                                          "Backends connected to the database.",
                                          labels=["datname"])
@@ -702,9 +728,7 @@ class PostgresCollector(Collector):
                                                STAT_DATABASE_METRICS[c][2], labels=["datname"])
                         for c in columns if c in STAT_DATABASE_METRICS}
             for row in r["database"]:
-                datname, db_size, values = row[0], row[1], row[2:]
-                if db_size is not None:
-                    size.add_metric([datname], db_size)
+                datname, values = row[0], row[1:]
                 for column, value in zip(columns, values, strict=True):
                     if value is None:
                         continue
@@ -713,7 +737,7 @@ class PostgresCollector(Collector):
                     else:
                         counters[column].add_metric([datname],
                                                     value * STAT_DATABASE_METRICS[column][1])
-            out += [size, backends, *counters.values()]
+            out += [backends, *counters.values()]
         if "tables" in r or extra_tables:
             tables = GaugeMetricFamily("pg_database_user_tables",
                                        "User tables (ordinary and partitioned) in the database.",

@@ -60,6 +60,7 @@ def exporter(test_db: str) -> Iterator[Exporter]:
         "STACKMON_POSTGRES_DSN": ADMIN_DSN,
         "STACKMON_POSTGRES_SLOW_QUERY_THRESHOLD_SECONDS": str(SLOW_THRESHOLD),
         "STACKMON_POSTGRES_TABLE_COUNT_DATABASES": TABLES_DB,
+        "STACKMON_POSTGRES_DATABASE_SIZE_REFRESH_SECONDS": "0",  # exact sizes every scrape
     })
 
 

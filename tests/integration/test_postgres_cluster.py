@@ -194,6 +194,20 @@ def test_right_password_and_no_secret_anywhere(exporter: Exporter) -> None:
         assert WRONG_PASSWORD not in text
 
 
+def test_database_sizes_refresh_at_most_every_interval(exporter: Exporter,
+                                                        primary: Cluster) -> None:
+    """Default database_size_refresh_seconds (60): growth shows up only after it."""
+    before = exporter.scrape().get("pg_database_size_bytes", datname="postgres")
+    primary.sql("CREATE TABLE grow AS SELECT g, repeat('x', 200) AS pad "
+                "FROM generate_series(1, 20000) g")
+    try:
+        real = primary.sql("SELECT pg_database_size('postgres')")[0][0]
+        assert real > before + 4_000_000
+        assert exporter.scrape().get("pg_database_size_bytes", datname="postgres") == before
+    finally:
+        primary.sql("DROP TABLE grow")
+
+
 def test_docs_match_a_full_scrape(exporter: Exporter, primary: Cluster) -> None:
     test_primary_sees_standby_and_slot(exporter, primary)  # lag columns filled
     full = exporter.scrape().samples.keys() | probe(exporter, "standby").samples.keys()

@@ -63,12 +63,22 @@ SELECT pg_is_in_recovery() AS in_recovery,
 """
 
 # Settings exported in base units (pg_settings gives value + unit).
-SETTINGS = (
-    "max_connections", "superuser_reserved_connections", "shared_buffers", "work_mem",
-    "maintenance_work_mem", "effective_cache_size", "max_wal_size", "checkpoint_timeout",
-    "max_wal_senders", "max_replication_slots", "autovacuum_max_workers",
-    "idle_in_transaction_session_timeout",
-)
+# pg_settings name -> the metric (postgres_exporter's name: value in base units).
+SETTINGS: dict[str, str] = {
+    "max_connections": "pg_settings_max_connections",
+    "superuser_reserved_connections": "pg_settings_superuser_reserved_connections",
+    "shared_buffers": "pg_settings_shared_buffers_bytes",
+    "work_mem": "pg_settings_work_mem_bytes",
+    "maintenance_work_mem": "pg_settings_maintenance_work_mem_bytes",
+    "effective_cache_size": "pg_settings_effective_cache_size_bytes",
+    "max_wal_size": "pg_settings_max_wal_size_bytes",
+    "checkpoint_timeout": "pg_settings_checkpoint_timeout_seconds",
+    "max_wal_senders": "pg_settings_max_wal_senders",
+    "max_replication_slots": "pg_settings_max_replication_slots",
+    "autovacuum_max_workers": "pg_settings_autovacuum_max_workers",
+    "idle_in_transaction_session_timeout":
+        "pg_settings_idle_in_transaction_session_timeout_seconds",
+}
 SETTINGS_SQL = """
 SELECT name, setting, coalesce(unit, ''), vartype FROM pg_settings
 WHERE name IN ({names})
@@ -671,8 +681,10 @@ class PostgresCollector(Collector):
 
         for name, setting, unit, vartype in r.get("settings", []):
             converted = setting_metric(str(name), str(setting), str(unit), str(vartype))
-            if converted is not None:
-                out.append(_gauge(converted[0], f"Server setting {name}.", converted[1]))
+            metric = SETTINGS.get(str(name))
+            # A unit the table does not expect (a future version) must not mislabel.
+            if converted is not None and converted[0] == metric:
+                out.append(_gauge(metric, f"Server setting {name}.", converted[1]))
 
         out.extend(self._activity(r))
         out.extend(self._databases(r, extra_tables))

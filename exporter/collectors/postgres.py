@@ -467,7 +467,7 @@ class PostgresCollector(Collector):
                                     statements, self.settings.stat_statements_limit)
                 self._disabled = set()
                 self._parts = self._prepare(conn, parts)
-            self._check_privileges(conn)
+                self._check_privileges(conn)
         except BaseException:
             conn.close()
             raise

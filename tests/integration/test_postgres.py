@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -225,13 +226,17 @@ def test_database_size_and_tables(exporter: Exporter, test_db: str) -> None:
                 conn.execute(f"DROP TABLE size_t{i}")
 
 
-def test_one_connection_one_transaction_statement(exporter: Exporter) -> None:
+def test_exactly_one_connection(exporter: Exporter) -> None:
     for _ in range(3):
         exporter.scrape()
+    # Our exporter's sockets to PostgreSQL (other stackmon processes may share the server).
+    ports = {c.laddr.port for c in psutil.Process(exporter.proc.pid).net_connections("tcp")
+             if c.raddr and c.raddr.port == int(PG_PORT)}
+    assert len(ports) == 1
     with connect(ADMIN_DSN) as conn:
-        rows = conn.execute("SELECT datname, state FROM pg_stat_activity "
-                            "WHERE application_name = 'stackmon'").fetchall()
-    assert rows == [("postgres", "idle")]
+        rows = conn.execute("SELECT datname, state, application_name FROM pg_stat_activity "
+                            "WHERE client_port = ANY(%s)", (list(ports),)).fetchall()
+    assert rows == [("postgres", "idle", "stackmon")]
 
 
 def test_promtool_clean(exporter: Exporter) -> None:

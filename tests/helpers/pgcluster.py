@@ -75,6 +75,7 @@ class Cluster:
         datadir = root / "data"
         run_pg([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
                 "-U", "postgres", "-D", str(datadir), "-R", "-X", "stream", "-C", "-S", slot,
+                "--checkpoint=fast",
                 "--no-sync"])
         standby = Cluster(root, datadir, free_port(), [f"-c cluster_name={name}"])
         standby.start()

@@ -40,8 +40,13 @@ def primary() -> Iterator[Cluster]:
             # The plain role loses one view entirely; pg_monitor keeps it.
             "REVOKE SELECT ON pg_stat_replication FROM PUBLIC",
             "GRANT SELECT ON pg_stat_replication TO pg_monitor",
+            "CREATE DATABASE stackmon_d1",
         ):
             cluster.sql(sql)
+        for sql in ("CREATE TABLE a (x int)", "CREATE TABLE b (x int) PARTITION BY RANGE (x)",
+                    "CREATE TABLE b1 PARTITION OF b FOR VALUES FROM (0) TO (10)",
+                    "CREATE INDEX a_x ON a (x)", "CREATE SEQUENCE s"):
+            cluster.sql(sql, dbname="stackmon_d1")
         yield cluster
     finally:
         cluster.destroy()
@@ -71,6 +76,7 @@ postgres:
   dsn: "{base.format(port=primary.port, user='postgres')}"
   stat_statements: true
   stat_statements_limit: 3
+  table_count_discover_max: 5
   targets:
     - name: standby
       dsn: "{base.format(port=standby.port, user='postgres')}"
@@ -192,6 +198,13 @@ def test_right_password_and_no_secret_anywhere(exporter: Exporter) -> None:
     for text in texts:
         assert RIGHT_PASSWORD not in text
         assert WRONG_PASSWORD not in text
+
+
+def test_discovered_databases_table_counts(exporter: Exporter) -> None:
+    s = exporter.scrape()
+    assert s.get("pg_database_user_tables", datname="stackmon_d1") == 3  # a, b, b1
+    assert s.get("pg_database_user_tables", datname="postgres") >= 0
+    assert not s.has("pg_database_user_tables", datname="template1")
 
 
 def test_database_sizes_refresh_at_most_every_interval(exporter: Exporter,

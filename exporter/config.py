@@ -14,6 +14,7 @@ expected, e.g.::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import ipaddress
@@ -21,6 +22,7 @@ import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,11 +76,14 @@ def setting(
     flag: str | None = None,
     check: Callable[[Any], str | None] | None = None,
     default_factory: Callable[[], Any] | None = None,
+    password_inside: bool = False,
 ) -> Any:
     """Declare one setting: its default, help text and the rules its value obeys.
 
     ``secret`` values are never echoed and are refused on the command line;
     ``check`` returns what was expected ("a path starting with /") or None.
+    ``password_inside`` marks a URL/DSN that may carry a password: allowed from the file
+    and env, refused on the command line when it does.
     """
     meta = {
         "help": help,
@@ -89,6 +94,7 @@ def setting(
         "secret": secret,
         "flag": flag,
         "check": check,
+        "password_inside": password_inside,
     }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
@@ -174,6 +180,108 @@ FS_TYPES_EXCLUDE = (
     r"|squashfs|erofs|sysfs|tracefs)$"
 )
 DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+
+
+def _check_target_name(value: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", value):
+        return "expected a name of letters, digits, '.', '_' or '-' (at most 63 characters)"
+    return None
+
+
+def _dsn_password(dsn: str) -> str | None:
+    """The password inside a libpq DSN (URL or key=value), or None; never raises."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    with contextlib.suppress(Exception):
+        value = conninfo_to_dict(dsn).get("password")
+        return str(value) if value else None
+    return None
+
+
+def _check_dsn(dsn: str | None, password_file: str | None, key: str = "dsn") -> None:
+    """A DSN must parse; a password lives either inside it or in password_file, not both.
+
+    Messages never quote the DSN: it may carry a password.
+    """
+    if dsn is not None:
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(dsn)
+        except Exception:
+            raise SettingError(key, "cannot be parsed, expected a libpq key=value string "
+                               "(host=... dbname=...) or a postgresql:// URL") from None
+        if password_file and _dsn_password(dsn):
+            raise SettingError("password_file", "the DSN already contains a password, expected "
+                               "the password in one place only")
+    if password_file:
+        read_secret_file(password_file, "password_file")
+
+
+def _file_secret(path: str | None) -> list[str]:
+    if not path:
+        return []
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return [Path(path).read_text(encoding="utf-8").rstrip("\r\n")]
+    return []
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """One named PostgreSQL server for ``/probe?target=<name>``."""
+
+    name: str = setting(help="target name used in /probe?target=<name>",
+                        check=_check_target_name)
+    dsn: str = setting(help="libpq DSN (URL or key=value)", password_inside=True)
+    password_file: str | None = setting(None, "file holding the password")
+
+    def check(self) -> None:
+        _check_dsn(self.dsn, self.password_file)
+
+    def extra_secrets(self) -> list[str]:
+        found = _file_secret(self.password_file)
+        password = _dsn_password(self.dsn)
+        return [*found, password] if password else found
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """The PostgreSQL collector: on when ``dsn`` or ``targets`` is set."""
+
+    section: ClassVar[str] = "postgres"
+    dsn: str | None = setting(
+        None, "libpq DSN of the server /metrics watches (URL or key=value); a password inside "
+        "is refused on the command line", password_inside=True)
+    password_file: str | None = setting(None, "file holding the password for dsn")
+    connect_timeout_seconds: int = setting(
+        5, "connect timeout (also capped by the scrape deadline; libpq's minimum is 2)",
+        min=1, max=300)
+    slow_query_threshold_seconds: float = setting(
+        60.0, "statements running longer than this count as slow", min=0, max=86400)
+    database_size_refresh_seconds: float = setting(
+        60.0, "pg_database_size (it stats every file) runs at most this often; scrapes in "
+        "between serve the last sizes (0 = every scrape)", min=0, max=86400)
+    stat_statements: bool = setting(
+        False, "export pg_stat_statements totals (needs the extension) for the top queries")
+    stat_statements_limit: int = setting(
+        20, "how many queries (by total execution time) pg_stat_statements exports",
+        min=1, max=1000)
+    table_count_databases: tuple[str, ...] = setting(
+        (), "more databases whose user tables are counted (one short connection each per "
+        "scrape); the connected database is always counted")
+    table_count_discover_max: int = setting(
+        0, "count user tables in up to this many discovered databases (0 = off)",
+        min=0, max=1000)
+    targets: tuple[PostgresTarget, ...] = setting(
+        (), "named servers for /probe?target=<name> (config file only)")
+
+    def check(self) -> None:
+        _check_dsn(self.dsn, self.password_file)
+
+    def extra_secrets(self) -> list[str]:
+        found = _file_secret(self.password_file)
+        password = _dsn_password(self.dsn) if self.dsn else None
+        return [*found, password] if password else found
 
 
 @dataclass(frozen=True)
@@ -356,8 +464,8 @@ class ServicesSettings:
         help="named http / tcp / nginx checks (config file only)", default_factory=tuple)
 
 
-SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings)
-SECTIONS += (ServicesSettings,)
+SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings,
+                             PostgresSettings, ServicesSettings)
 
 
 @dataclass(frozen=True)
@@ -369,6 +477,7 @@ class Config:
     scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
     host: HostSettings = field(default_factory=HostSettings)
     services: ServicesSettings = field(default_factory=ServicesSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
     collectors: Mapping[str, bool | None] = field(default_factory=dict)
     source: str = "defaults"
 
@@ -583,7 +692,21 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], meta: Mapping[str, Any],
         problem = check(result)
         if problem:
             raise bad(problem)
+    if meta.get("password_inside") and where.startswith("flag ") and has_password(result):
+        raise ConfigError(f"{where}: {key}: a password inside the URL is not accepted on the "
+                          "command line (other users can read it in the process list); use "
+                          "the environment, the config file or a *_file setting")
     return result
+
+
+def has_password(text: str) -> bool:
+    """True when a URL (``scheme://user:pw@host``) or a libpq DSN (``password=``) has one."""
+    try:
+        if urllib.parse.urlsplit(text).password:
+            return True
+    except ValueError:
+        pass
+    return re.search(r"(^|[\s?&])password\s*=", text, re.I) is not None
 
 
 def _build(cls: type, raw: Mapping[str, Any], path: tuple[str, ...], origins: _Origins) -> Any:

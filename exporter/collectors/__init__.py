@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from exporter.collectors.base import Collector
 from exporter.collectors.host import HostCollector
+from exporter.collectors.postgres import collectors_for as postgres_collectors
+from exporter.collectors.postgres import probe_collectors as postgres_probes
 from exporter.collectors.services import ServicesCollector
 from exporter.config import Config
 
@@ -33,6 +35,11 @@ class CollectorSpec:
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
                   lambda cfg: [HostCollector.from_config(cfg)]),
+    CollectorSpec("postgres", "PostgreSQL connections, activity, sizes, locks, replication "
+                  "(postgres_exporter names)", postgres_collectors, default=None,
+                  configured=lambda cfg: cfg.postgres.dsn is not None
+                  or bool(cfg.postgres.targets),
+                  probes=postgres_probes),
     CollectorSpec("services", "configured HTTP, TCP and nginx stub_status checks "
                   "(blackbox / nginx-prometheus-exporter)",
                   lambda cfg: [ServicesCollector.from_config(cfg)], default=None,

@@ -1,0 +1,136 @@
+"""Throw-away PostgreSQL clusters (initdb/pg_ctl) on free loopback ports, for tests.
+
+They run as the ``postgres`` OS user (initdb refuses root) in temp dirs owned by it.
+Fault tests stop, restart and SIGSTOP these, never the shared server on 5432.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from tests.helpers.exporter import free_port, wait_for
+
+PG_BIN = Path(os.environ.get("STACKMON_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_USER = "postgres"
+
+
+def _as_postgres(cmd: Sequence[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", PG_USER, "--", *cmd]
+    return list(cmd)
+
+
+def run_pg(cmd: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(_as_postgres(cmd), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def make_owned_tempdir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(PG_USER)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    return path
+
+
+class Cluster:
+    """One cluster: ``datadir`` in its own temp dir, socket in the same dir."""
+
+    def __init__(self, root: Path, datadir: Path, port: int, options: Sequence[str]) -> None:
+        self.root = root
+        self.datadir = datadir
+        self.port = port
+        self.options = list(options)
+
+    @classmethod
+    def create(cls, options: Sequence[str] = (), hba_lines: Sequence[str] = ()) -> Cluster:
+        root = make_owned_tempdir("stackmon-pg-")
+        datadir = root / "data"
+        run_pg([str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
+                "-E", "UTF8", "--no-sync"])
+        if hba_lines:
+            hba = datadir / "pg_hba.conf"
+            hba.write_text("\n".join(hba_lines) + "\n" + hba.read_text())
+        cluster = cls(root, datadir, free_port(), options)
+        cluster.start()
+        return cluster
+
+    def standby(self, slot: str, name: str) -> Cluster:
+        """A streaming standby of this cluster built with pg_basebackup, started."""
+        root = make_owned_tempdir("stackmon-pg-standby-")
+        datadir = root / "data"
+        run_pg([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+                "-U", "postgres", "-D", str(datadir), "-R", "-X", "stream", "-C", "-S", slot,
+                "--checkpoint=fast",
+                "--no-sync"])
+        standby = Cluster(root, datadir, free_port(), [f"-c cluster_name={name}"])
+        standby.start()
+        return standby
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def connect(self, dbname: str = "postgres", **kw: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}",
+                               autocommit=True, **kw)
+
+    def start(self) -> None:
+        opts = " ".join([f"-p {self.port}", f"-k {self.root}", "-c listen_addresses=127.0.0.1",
+                         "-c fsync=off", "-c shared_buffers=16MB", *self.options])
+        run_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l",
+                str(self.root / "server.log"), "-o", opts, "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        run_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w",
+                "stop"])
+
+    def running(self) -> bool:
+        return (self.datadir / "postmaster.pid").exists()
+
+    def pids(self) -> list[int]:
+        """The postmaster and all of its children."""
+        pid = int((self.datadir / "postmaster.pid").read_text().splitlines()[0])
+        parent = psutil.Process(pid)
+        return [pid, *(c.pid for c in parent.children(recursive=True))]
+
+    def signal_all(self, sig: signal.Signals) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def sql(self, query: str, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+        with self.connect(dbname) as conn:
+            cur = conn.execute(query)
+            return list(cur.fetchall()) if cur.description else []
+
+    def destroy(self) -> None:
+        if self.running():
+            try:
+                self.signal_all(signal.SIGCONT)
+                self.stop()
+            except (RuntimeError, OSError, psutil.Error):
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_ready(cluster: Cluster, timeout: float = 30) -> None:
+    def ok() -> bool:
+        with cluster.connect(connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+    wait_for(ok, timeout=timeout, what=f"PostgreSQL on port {cluster.port}")

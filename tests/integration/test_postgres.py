@@ -1,0 +1,259 @@
+"""PostgreSQL collector against the shared server on 127.0.0.1:5432: exact values.
+
+Everything we create lives in our own database ``stackmon_test_pg`` (dropped after); the
+exporter itself connects to ``postgres`` so its own session never counts in ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+
+from tests.helpers.exporter import (
+    REPO,
+    Exporter,
+    Samples,
+    exporter_fixture,
+    promtool_complaints,
+    wait_for,
+)
+
+PG_HOST = os.environ.get("STACKMON_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = os.environ.get("STACKMON_TEST_PG_PORT", "5432")
+PG_USER = os.environ.get("STACKMON_TEST_PG_USER", "postgres")
+DB = "stackmon_test_pg"
+TABLES_DB = "stackmon_test_pg_tables"  # its tables are counted over extra connections
+ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
+TEST_DSN = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={DB}"
+SLOW_THRESHOLD = 0.5
+
+
+def connect(dsn: str = TEST_DSN, autocommit: bool = True) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=5)
+
+
+@pytest.fixture(scope="module")
+def test_db() -> Iterator[str]:
+    with connect(ADMIN_DSN) as admin:
+        for db in (DB, TABLES_DB):
+            admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            admin.execute(f"CREATE DATABASE {db}")
+    try:
+        yield DB
+    finally:
+        with connect(ADMIN_DSN) as admin:
+            for db in (DB, TABLES_DB):
+                admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def exporter(test_db: str) -> Iterator[Exporter]:
+    yield from exporter_fixture(["--no-collector.host"], env={
+        "STACKMON_POSTGRES_DSN": ADMIN_DSN,
+        "STACKMON_POSTGRES_SLOW_QUERY_THRESHOLD_SECONDS": str(SLOW_THRESHOLD),
+        "STACKMON_POSTGRES_TABLE_COUNT_DATABASES": TABLES_DB,
+        "STACKMON_POSTGRES_DATABASE_SIZE_REFRESH_SECONDS": "0",  # exact sizes every scrape
+    })
+
+
+def test_up_identity_and_settings(exporter: Exporter) -> None:
+    s = exporter.scrape()
+    assert s.get("pg_up") == 1
+    assert s.get("stackmon_service_up", service="postgres") == 1
+    with connect(ADMIN_DSN) as conn:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int, "
+            "current_setting('superuser_reserved_connections')::int, "
+            "extract(epoch FROM pg_postmaster_start_time()), version(), "
+            "current_setting('server_version_num')::int, "
+            "pg_size_bytes(current_setting('shared_buffers'))").fetchone()
+    assert row is not None
+    max_conn, reserved, start, version, num, shared_buffers = row
+    assert s.get("pg_settings_max_connections") == max_conn
+    assert s.get("pg_settings_superuser_reserved_connections") == reserved
+    assert s.get("pg_settings_shared_buffers_bytes") == shared_buffers
+    assert s.get("pg_postmaster_start_time_seconds") == pytest.approx(float(start), abs=1e-3)
+    short = f"{num // 10000}.{num % 10000}.0"
+    assert s.get("pg_version_info", version=version, short_version=short) == 1
+    assert s.get("stackmon_service_info", service="postgres", version=short,
+                 role="primary") == 1
+    assert s.get("pg_replication_is_replica") == 0
+
+
+def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str) -> None:
+    sessions: list[psycopg.Connection[Any]] = []
+    sleeper = connect()
+    sleeper_pid = sleeper.info.backend_pid
+    sleeping = threading.Thread(target=lambda: _ignore(sleeper, "SELECT pg_sleep(60)"),
+                                daemon=True)
+    try:
+        with connect() as setup:
+            setup.execute("CREATE TABLE locked (id int)")
+        for _ in range(3):  # idle
+            sessions.append(connect())
+        for _ in range(2):  # idle in transaction
+            c = connect(autocommit=False)
+            c.execute("SELECT 1")
+            sessions.append(c)
+        holder = connect(autocommit=False)  # idle in transaction, holding the lock
+        holder.execute("LOCK TABLE locked IN SHARE ROW EXCLUSIVE MODE")
+        sessions.append(holder)
+        aborted = connect(autocommit=False)  # idle in transaction (aborted)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            aborted.execute("SELECT 1/0")
+        sessions.append(aborted)
+        sleeping.start()
+
+        def settled() -> Samples | None:
+            s = exporter.scrape()
+            return s if s.get("pg_stat_activity_slow_queries", datname=test_db) >= 1 else None
+        s = wait_for(settled, timeout=15, what="the sleeping statement to count as slow")
+        assert s.get("pg_stat_activity_slow_queries", datname=test_db) == 1
+        assert s.get("pg_stat_activity_count", datname=test_db, state="idle") == 3
+        assert s.get("pg_stat_activity_count", datname=test_db,
+                     state="idle in transaction") == 3
+        assert s.get("pg_stat_activity_count", datname=test_db,
+                     state="idle in transaction (aborted)") == 1
+        assert s.get("pg_stat_activity_count", datname=test_db, state="active") == 1
+        assert s.get("pg_stat_database_numbackends", datname=test_db) == 8
+        assert s.get("pg_locks_count", datname=test_db, mode="sharerowexclusivelock") == 1
+        assert s.get("pg_locks_count", datname=test_db, mode="accessexclusivelock") == 0
+        assert s.get("pg_stat_activity_max_tx_duration_seconds", datname=test_db,
+                     state="active") >= SLOW_THRESHOLD
+        # The connected database's own query never counts as slow or as our lock.
+        assert s.get("pg_stat_activity_slow_queries", datname="postgres") == 0
+        assert s.get("pg_stat_activity_slow_query_threshold_seconds") == SLOW_THRESHOLD
+    finally:
+        with connect(ADMIN_DSN) as admin:
+            admin.execute("SELECT pg_cancel_backend(%s)", (sleeper_pid,))
+        sleeping.join(10)
+        sleeper.close()
+        for c in sessions:
+            c.close()
+        with connect() as cleanup:
+            cleanup.execute("DROP TABLE IF EXISTS locked")
+
+
+def _ignore(conn: psycopg.Connection[Any], query: str) -> None:
+    with contextlib.suppress(psycopg.Error):
+        conn.execute(query)
+
+
+def _xacts(db: str) -> tuple[float, float]:
+    with connect(ADMIN_DSN) as conn:
+        row = conn.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                           "WHERE datname = %s", (db,)).fetchone()
+    assert row is not None
+    return float(row[0]), float(row[1])
+
+
+def _backends(db: str) -> int:
+    with connect(ADMIN_DSN) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                           (db,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_commits_and_rollbacks_exact(exporter: Exporter, test_db: str) -> None:
+    # Autovacuum may visit the database in between: then measure again (at most 3 times).
+    for _attempt in range(3):
+        def agree() -> tuple[float, float] | None:
+            s = exporter.scrape()
+            got = (s.get("pg_stat_database_xact_commit_total", datname=test_db),
+                   s.get("pg_stat_database_xact_rollback_total", datname=test_db))
+            if _backends(test_db):  # a session that is ending flushes its counters
+                return None
+            return got if got == _xacts(test_db) else None
+        # Earlier sessions flush their counters when they end: wait until nothing moves.
+        c0, r0 = wait_for(agree, timeout=15, what="exporter to agree with pg_stat_database")
+        # Two sessions (their counters are flushed when they end): 7 commits, 4 rollbacks.
+        with connect(autocommit=False) as conn:
+            for _ in range(7):
+                conn.execute("SELECT 1")
+                conn.commit()
+        with connect(autocommit=False) as conn:
+            for _ in range(4):
+                conn.execute("SELECT 1")
+                conn.rollback()
+
+        def flushed(r0: float = r0) -> Samples | None:
+            s = exporter.scrape()
+            return s if s.get("pg_stat_database_xact_rollback_total",
+                              datname=test_db) >= r0 + 4 else None
+        after = wait_for(flushed, timeout=15, what="the session's stats to be flushed")
+        commits = after.get("pg_stat_database_xact_commit_total", datname=test_db) - c0
+        rollbacks = after.get("pg_stat_database_xact_rollback_total", datname=test_db) - r0
+        assert rollbacks == 4
+        if commits == 9:  # 7 + the transaction each new session runs at start
+            break
+    assert commits == 9
+
+
+def test_database_size_and_tables(exporter: Exporter, test_db: str) -> None:
+    dsn = TEST_DSN.replace(DB, TABLES_DB)
+    test_db = TABLES_DB
+    with connect(dsn) as conn:
+        for i in range(3):
+            conn.execute(f"CREATE TABLE size_t{i} (id int, pad text)")
+        conn.execute("CREATE VIEW not_a_table AS SELECT 1")
+        conn.execute("INSERT INTO size_t0 SELECT g, repeat('x', 500) FROM "
+                     "generate_series(1, 20000) g")
+        table_bytes = conn.execute("SELECT pg_total_relation_size('size_t0')").fetchone()
+        assert table_bytes is not None and table_bytes[0] > 10_000_000
+    try:
+        s = exporter.scrape()
+        with connect(ADMIN_DSN) as conn:
+            row = conn.execute("SELECT pg_database_size(%s)", (test_db,)).fetchone()
+        assert row is not None
+        assert s.get("pg_database_size_bytes", datname=test_db) == row[0]
+        assert s.get("pg_database_size_bytes", datname=test_db) > table_bytes[0]
+        assert s.get("pg_database_user_tables", datname=test_db) == 3
+        # The connected database is always counted too.
+        assert s.has("pg_database_user_tables", datname="postgres")
+    finally:
+        with connect(dsn) as conn:
+            conn.execute("DROP VIEW not_a_table")
+            for i in range(3):
+                conn.execute(f"DROP TABLE size_t{i}")
+
+
+def test_exactly_one_connection(exporter: Exporter) -> None:
+    for _ in range(3):
+        exporter.scrape()
+    # Our exporter's sockets to PostgreSQL (other stackmon processes may share the server).
+    ports = {c.laddr.port for c in psutil.Process(exporter.proc.pid).net_connections("tcp")
+             if c.raddr and c.raddr.port == int(PG_PORT)}
+    assert len(ports) == 1
+    with connect(ADMIN_DSN) as conn:
+        rows = conn.execute("SELECT datname, state, application_name FROM pg_stat_activity "
+                            "WHERE client_port = ANY(%s)", (list(ports),)).fetchall()
+    assert rows == [("postgres", "idle", "stackmon")]
+
+
+def test_promtool_clean(exporter: Exporter) -> None:
+    status, _, body = exporter.get()
+    assert status == 200
+    assert promtool_complaints(body.decode()) == []
+
+
+DOC = REPO / "docs" / "postgres.md"
+
+
+def documented_names(path: Path = DOC) -> set[str]:
+    return set(re.findall(r"^\| `([a-z_:]+)` \|", path.read_text(), re.M))
+
+
+def test_docs_list_every_emitted_family(exporter: Exporter) -> None:
+    s = exporter.scrape()
+    emitted = {n for n in s.samples if n.startswith("pg_")}
+    missing = emitted - documented_names()
+    assert not missing, f"docs/postgres.md lacks {sorted(missing)}"

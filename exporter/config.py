@@ -14,12 +14,14 @@ expected, e.g.::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import ipaddress
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +62,14 @@ def setting(
     flag: str | None = None,
     check: Callable[[Any], str | None] | None = None,
     default_factory: Callable[[], Any] | None = None,
+    password_inside: bool = False,
 ) -> Any:
     """Declare one setting: its default, help text and the rules its value obeys.
 
     ``secret`` values are never echoed and are refused on the command line;
     ``check`` returns an error text ("expected ...") or None.
+    ``password_inside`` marks a URL/DSN that may carry a password: allowed from the file
+    and env, refused on the command line when it does.
     """
     meta = {
         "help": help,
@@ -75,6 +80,7 @@ def setting(
         "secret": secret,
         "flag": flag,
         "check": check,
+        "password_inside": password_inside,
     }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
@@ -181,7 +187,106 @@ class HostSettings:
     network_devices_exclude: str = setting("", "regex of network devices to ignore", regex=True)
 
 
-SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings)
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _check_redis_url(value: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "a redis://host:port, rediss://host:port or unix:///path/to/socket URL"
+    if parts.scheme not in REDIS_SCHEMES:
+        return ("a URL starting with redis://, rediss:// or unix://, "
+                "e.g. redis://127.0.0.1:6379")
+    if parts.scheme == "unix":
+        return None if parts.path.startswith("/") else "unix:///absolute/path/to/redis.sock"
+    if not parts.hostname:
+        return "a host in the URL, e.g. redis://127.0.0.1:6379"
+    if port == 0:
+        return "a port between 1 and 65535"
+    return None
+
+
+def _check_target_name(value: str) -> str | None:
+    if not _TARGET_NAME.match(value):
+        return "a name of letters, digits, '_', '.' or '-' (at most 63), e.g. cache-1"
+    return None
+
+
+def _url_password(url: str | None) -> list[str]:
+    if not url:
+        return []
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        return []
+    return [password, urllib.parse.unquote(password)] if password else []
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """One named Redis served on ``/probe?target=<name>``."""
+
+    name: str = setting(help="target name for /probe?target=<name>", check=_check_target_name)
+    url: str = setting(help="redis://, rediss:// or unix:// URL", check=_check_redis_url,
+                       password_inside=True)
+    username: str | None = setting(None, "ACL user name (overrides the URL's)")
+    password: str | None = setting(None, "password (overrides the URL's)", secret=True)
+    password_file: str | None = setting(None, "file holding the password")
+    socket_timeout_seconds: float | None = setting(
+        None, "per-command socket timeout (default: redis.socket_timeout_seconds)",
+        min=0.01, max=300)
+
+    def check(self) -> None:
+        _check_redis_secrets(self.password, self.password_file)
+
+    def extra_secrets(self) -> list[str]:
+        return _redis_secrets(self.url, self.password_file)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """The Redis collector: one URL on /metrics, named ``targets`` on /probe."""
+
+    section: ClassVar[str] = "redis"
+    url: str | None = setting(
+        None, "redis://[user[:password]@]host:port, rediss://… or unix:///path; enables the "
+        "redis collector", check=_check_redis_url, password_inside=True)
+    username: str | None = setting(None, "ACL user name (overrides the URL's)")
+    password: str | None = setting(None, "password (overrides the URL's)", secret=True)
+    password_file: str | None = setting(None, "file holding the password (overrides the URL's)")
+    socket_timeout_seconds: float = setting(
+        5.0, "per-command socket and connect timeout, also capped by the scrape deadline",
+        min=0.01, max=300)
+    targets: tuple[RedisTarget, ...] = setting(
+        (), "named Redis targets for /probe?target=<name> (config file only)")
+
+    def check(self) -> None:
+        _check_redis_secrets(self.password, self.password_file)
+
+    def extra_secrets(self) -> list[str]:
+        return _redis_secrets(self.url, self.password_file)
+
+
+def _check_redis_secrets(password: str | None, password_file: str | None) -> None:
+    if password is not None and password_file is not None:
+        raise SettingError("password_file", "set either password or password_file, not both")
+    if password_file is not None:
+        read_secret_file(password_file, "password_file")
+
+
+def _redis_secrets(url: str | None, password_file: str | None) -> list[str]:
+    found = _url_password(url)
+    if password_file is not None:
+        with contextlib.suppress(SettingError):
+            found.append(read_secret_file(password_file, "password_file"))
+    return found
+
+
+SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings,
+                              RedisSettings)
 
 
 @dataclass(frozen=True)
@@ -192,6 +297,7 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
     host: HostSettings = field(default_factory=HostSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     collectors: Mapping[str, bool | None] = field(default_factory=dict)
     source: str = "defaults"
 
@@ -406,7 +512,21 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], meta: Mapping[str, Any],
         problem = check(result)
         if problem:
             raise bad(problem)
+    if meta.get("password_inside") and where.startswith("flag ") and has_password(result):
+        raise ConfigError(f"{where}: {key}: a password inside the URL is not accepted on the "
+                          "command line (other users can read it in the process list); use "
+                          "the environment, the config file or a *_file setting")
     return result
+
+
+def has_password(text: str) -> bool:
+    """True when a URL (``scheme://user:pw@host``) or a libpq DSN (``password=``) has one."""
+    try:
+        if urllib.parse.urlsplit(text).password:
+            return True
+    except ValueError:
+        pass
+    return re.search(r"(^|[\s?&])password\s*=", text, re.I) is not None
 
 
 def _build(cls: type, raw: Mapping[str, Any], path: tuple[str, ...], origins: _Origins) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from exporter.collectors.base import Collector
 from exporter.collectors.host import HostCollector
+from exporter.collectors.redis import RedisCollector
 from exporter.config import Config
 
 
@@ -32,6 +33,9 @@ class CollectorSpec:
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
                   lambda cfg: [HostCollector.from_config(cfg)]),
+    CollectorSpec("redis", "Redis INFO and SLOWLOG LEN (redis_exporter names; redis.url, "
+                  "redis.targets for /probe)", RedisCollector.build, default=None,
+                  configured=RedisCollector.configured, probes=RedisCollector.probes),
 )
 
 

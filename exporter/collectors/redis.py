@@ -29,6 +29,7 @@ Sample output::
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import threading
@@ -54,6 +55,11 @@ from exporter.config import (
 )
 
 log = logging.getLogger("stackmon.collectors.redis")
+
+# No CLIENT SETINFO on connect (one command less, one ACL permission less).
+NO_CLIENT_SETINFO: dict[str, Any] = (
+    {"driver_info": None} if importlib.util.find_spec("redis.driver_info")  # redis-py >= 8
+    else {"lib_name": None, "lib_version": None})
 
 # The commands the collector sends (docs/redis.md lists the ACL that allows exactly these).
 INFO_ALL = ("INFO", "ALL")
@@ -204,8 +210,8 @@ class Endpoint:
         if password is not None:
             kw["password"] = password
         kw.update(socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout,
-                  retry=Retry(NoBackoff(), 0), lib_name=None, lib_version=None, protocol=2,
-                  health_check_interval=0)
+                  retry=Retry(NoBackoff(), 0), protocol=2, health_check_interval=0,
+                  **NO_CLIENT_SETINFO)
         return kw
 
 
@@ -339,9 +345,12 @@ class RedisCollector(Collector):
             except redis.ConnectionError as err:
                 raise RedisScrapeError(f"cannot reach {self.endpoint.describe}: "
                                  f"{_reason(err)}") from None
-            except redis.ResponseError as err:  # e.g. NOAUTH, LOADING
+            except redis.ResponseError as err:  # e.g. LOADING
                 raise RedisScrapeError(f"{self.endpoint.describe} answered an error: "
-                                 f"{_first_word(err)}") from None
+                                       f"{_first_word(err)}") from None
+            except redis.RedisError as err:  # protocol errors: not a Redis server?
+                raise RedisScrapeError(f"unexpected reply from {self.endpoint.describe}: "
+                                       f"{type(err).__name__}") from None
         return self._metrics(info, slowlog, maxclients)
 
     def failure_metrics(self) -> list[Metric]:

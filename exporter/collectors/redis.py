@@ -1,6 +1,7 @@
 """Redis under redis_exporter's names and labels, from one pipelined round trip per scrape.
 
-Per scrape, on one persistent pooled connection (reconnected only when it breaks):
+Per scrape, on one persistent connection (reopened only when it breaks; scrapes are
+single-flight, so this pool of one is all a target ever needs):
 
 * ``INFO ALL`` (on Redis >= 7 only the sections we read, so the large latencystats
   section is never built), and
@@ -216,20 +217,27 @@ class Endpoint:
 
 
 class RedisCollector(Collector):
-    """One Redis server: INFO + SLOWLOG LEN per scrape on a persistent pooled connection."""
+    """One Redis server: INFO + SLOWLOG LEN per scrape on one persistent connection."""
 
     name = "redis"
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         kw = endpoint.connection_kwargs()
-        self.pool = redis.ConnectionPool(max_connections=2, **kw)
+        connection_class = kw.pop("connection_class", redis.Connection)
+        try:
+            # The pool: one persistent connection, opened on the first scrape, reopened only
+            # when it breaks.  Scrapes are single-flight, so a second one is never needed;
+            # owning it lets every connect and read be bounded by the scrape deadline.
+            self.conn: AbstractConnection = connection_class(**kw)
+        except TypeError as err:
+            raise ConfigError(f"redis: url {endpoint.describe}: unsupported option in the "
+                              f"URL's query string ({err})") from None
         self._lock = threading.Lock()
         self._info_cmd: tuple[str, ...] = INFO_ALL
         self._need_config = True  # until an INFO shows maxclients (Redis >= 7.0)
         self._refused: set[str] = set()  # optional commands the server refused (logged once)
         self._start_time: tuple[str, float] | None = None  # (run_id, start time)
-        self._was_down_logged = False
 
     @classmethod
     def from_settings(cls, s: RedisSettings | RedisTarget, target: str | None = None,
@@ -270,7 +278,7 @@ class RedisCollector(Collector):
 
     def _query(self, deadline: float) -> tuple[dict[str, str], int | None, int | None]:
         cmds = self._commands()
-        conn = self.pool.get_connection()
+        conn = self.conn
         try:
             reused = conn._sock is not None
             try:
@@ -280,14 +288,12 @@ class RedisCollector(Collector):
             except redis.ConnectionError:
                 if not reused:
                     raise
-                # A pooled connection broken by a Redis restart: reconnect once, now.
+                # The kept connection was broken (a Redis restart): reconnect once, now.
                 conn.disconnect()  # type: ignore[no-untyped-call]
                 replies = self._round_trip(conn, cmds, deadline)
         except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            self.pool.release(conn)
+            conn.disconnect()  # type: ignore[no-untyped-call]  # never reuse a half-read one
             raise
-        self.pool.release(conn)
         return self._read_replies(cmds, replies)
 
     def _read_replies(self, cmds: Sequence[tuple[str, ...]], replies: Sequence[Any]
@@ -361,7 +367,7 @@ class RedisCollector(Collector):
         return [up, svc]
 
     def close(self) -> None:
-        self.pool.disconnect()
+        self.conn.disconnect()  # type: ignore[no-untyped-call]
 
     def _metrics(self, info: dict[str, str], slowlog: int | None,
                  maxclients: int | None) -> list[Metric]:

@@ -16,7 +16,7 @@ RPORT=$(free_port); SPORT=$(free_port); XPORT=$(free_port)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-wait_http() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+wait_http() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
 
 mkdir -p "$WORK/redis"
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \

@@ -21,8 +21,9 @@ SHARED_URL = os.environ.get("STACKMON_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 class RedisServer:
     """One ``redis-server`` subprocess; ``start``/``stop`` may be called repeatedly."""
 
-    def __init__(self, *args: str, port: int | None = None) -> None:
+    def __init__(self, *args: str, port: int | None = None, tls: bool = False) -> None:
         self.port = port or free_port()
+        self.tls = tls
         self.dir = Path(tempfile.mkdtemp(prefix="stackmon-redis-"))
         self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,7 +44,8 @@ class RedisServer:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"redis-server exited: {self.log()}")
-            probe = redis.Redis(port=self.port, socket_timeout=1)
+            probe = redis.Redis(port=self.port, socket_timeout=1, ssl=self.tls,
+                                ssl_cert_reqs="none")
             try:
                 return bool(probe.ping())
             except redis.AuthenticationError:
@@ -77,8 +79,9 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(*args: str, port: int | None = None) -> Iterator[RedisServer]:
-    server = RedisServer(*args, port=port).start()
+def redis_server(*args: str, port: int | None = None, tls: bool = False
+                 ) -> Iterator[RedisServer]:
+    server = RedisServer(*args, port=port, tls=tls).start()
     try:
         yield server
     finally:

@@ -213,7 +213,7 @@ def test_shared_redis_own_dbs() -> None:
 def test_unix_socket(tmp_path: Path) -> None:
     sock = tmp_path / "redis.sock"
     with redis_server("--unixsocket", str(sock), "--unixsocketperm", "700") as server:
-        exp = start_exporter(ARGS, {"STACKMON_REDIS_URL": f"unix://{sock}"})
+        exp = start_exporter([*ARGS, f"--redis.url=unix://{sock}"])  # flag: no password
         try:
             s = exp.scrape()
             assert s.get("redis_up") == 1

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers.exporter import REPO, Samples, start_exporter, wait_for
+from tests.helpers.exporter import REPO, Samples, free_port, start_exporter, wait_for
 from tests.helpers.redis_server import redis_server
 from tests.integration.test_redis import ARGS
 
@@ -156,3 +156,28 @@ def test_password_in_file_config_is_redacted(tmp_path: Path) -> None:
             assert PASSWORD not in exp.logs() + s.text
         finally:
             exp.stop()
+
+
+def test_tls_with_and_without_the_ca(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                   capture_output=True, timeout=60)
+    port = free_port()
+    with redis_server("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+                      "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                      "--tls-auth-clients", "no", "--requirepass", PASSWORD,
+                      port=port, tls=True):
+        url = f"rediss://127.0.0.1:{port}"
+        env = {"STACKMON_REDIS_PASSWORD": PASSWORD}
+        good = start_exporter(ARGS, {**env, "STACKMON_REDIS_URL": f"{url}?ssl_ca_certs={cert}"})
+        untrusted = start_exporter(ARGS, {**env, "STACKMON_REDIS_URL": url})
+        try:
+            assert good.scrape().get("redis_up") == 1
+            assert untrusted.scrape().get("redis_up") == 0
+            assert "certificate verify failed" in untrusted.logs()
+            assert PASSWORD not in good.logs() + untrusted.logs()
+        finally:
+            good.stop()
+            untrusted.stop()

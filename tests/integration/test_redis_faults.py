@@ -108,7 +108,9 @@ def test_replica_link_and_docs_table() -> None:
 
 
 def test_probe_targets(tmp_path: Path) -> None:
-    with redis_server() as a, redis_server() as b:
+    password = "probe-Pa55word"
+    with redis_server() as a, redis_server("--requirepass", password) as b:
+        (tmp_path / "pw").write_text(password + "\n")
         cfg = tmp_path / "stackmon.yml"
         cfg.write_text(f"""
 redis:
@@ -117,6 +119,7 @@ redis:
       url: {a.url}
     - name: cache-b
       url: {b.url}
+      password_file: {tmp_path / "pw"}
       socket_timeout_seconds: 2
     - name: gone
       url: redis://127.0.0.1:{free_port()}
@@ -132,5 +135,8 @@ redis:
             assert exp.scrape("/probe?target=gone").get("redis_up") == 0
             status, _, body = exp.get("/probe?target=nope")
             assert status == 400 and b"cache-a" in body
+            _, _, page = exp.get("/")
+            assert b"redis (target cache-b)" in page
+            assert password not in exp.logs() + page.decode()
         finally:
             exp.stop()

@@ -84,8 +84,9 @@ def test_replica_link_and_docs_table() -> None:
         try:
             primary.client().set("k", "v")
             wait_for(lambda: replica.client().get("k") == b"v", what="replication")
-            ps = wait_for(lambda: (s := p_exp.scrape()).get("redis_connected_slaves") == 1 and s,
-                          what="connected_slaves 1")
+            ps = wait_for(lambda: (s := p_exp.scrape()).get("redis_connected_slaves") == 1
+                          and s.has("redis_connected_slave_lag_seconds", slave_state="online")
+                          and s, what="connected_slaves 1, replica online")
             rs = wait_for(lambda: (s := r_exp.scrape()).get("redis_master_link_up") == 1 and s,
                           what="master_link_up 1")
             labels = {"slave_ip": "127.0.0.1", "slave_port": str(replica.port),

@@ -330,7 +330,14 @@ class RedisCollector(Collector):
         return info, slowlog, maxclients
 
     def _refuse(self, cmd: tuple[str, ...], err: redis.ResponseError) -> None:
-        """An optional command answered an error (ACL, renamed): log once, never send again."""
+        """An optional command failed: refused (ACL, renamed) -> log once, never send again;
+        anything else (BUSY, LOADING) -> leave its metric out of this scrape only."""
+        text = str(err).lower()
+        if not (isinstance(err, redis.exceptions.NoPermissionError)
+                or "unknown command" in text or "unknown subcommand" in text):
+            log.debug('collector=redis target="%s" msg="%s failed; metric left out of this '
+                      'scrape" err="%s"', self.endpoint.describe, " ".join(cmd), _first_word(err))
+            return
         self._refused.add(cmd[0])
         log.warning('collector=redis target="%s" msg="server refused %s; leaving it out from '
                     'now on (see docs/redis.md for the ACL)" err="%s"',
@@ -344,13 +351,13 @@ class RedisCollector(Collector):
                 info, slowlog, maxclients = self._query(deadline)
             except redis.AuthenticationError as err:
                 raise RedisScrapeError(f"authentication failed for {self.endpoint.describe}: "
-                                 f"{_first_word(err)} (check the username and password)"
-                                 ) from None
+                                       f"{_first_word(err)} (check the username and password)"
+                                       ) from None
             except redis.TimeoutError:
                 raise RedisScrapeError(f"timed out talking to {self.endpoint.describe}") from None
             except redis.ConnectionError as err:
                 raise RedisScrapeError(f"cannot reach {self.endpoint.describe}: "
-                                 f"{_reason(err)}") from None
+                                       f"{_reason(err)}") from None
             except redis.ResponseError as err:  # e.g. LOADING
                 raise RedisScrapeError(f"{self.endpoint.describe} answered an error: "
                                        f"{_first_word(err)}") from None

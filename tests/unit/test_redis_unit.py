@@ -205,3 +205,23 @@ def test_reason_strips_redis_py_noise() -> None:
     err = Exception("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
     assert _reason(err) == "Connection refused"
     assert _reason(Exception("something else")) == "something else"
+
+
+def test_transient_error_on_slowlog_is_not_permanent(fake: Callable[[Reply], FakeRedis]
+                                                      ) -> None:
+    answers = iter([b"-BUSY Redis is busy running a script\r\n", b":4\r\n"])
+
+    def reply(args: list[bytes]) -> bytes:
+        if args[0] == b"INFO":
+            return bulk(REDIS6_INFO + "maxclients:50\r\n")
+        if args[0] == b"SLOWLOG":
+            return next(answers)
+        return b"-ERR unknown command 'CONFIG'\r\n"
+    server = fake(reply)
+    c = collector(server.port)
+    first = values(c.collect(time.monotonic() + 5))
+    assert "redis_slowlog_length" not in first and first["redis_config_maxclients"] == 50
+    second = values(c.collect(time.monotonic() + 5))
+    assert second["redis_slowlog_length"] == 4
+    sent = [tuple(a.decode() for a in cmd) for cmd in server.commands]
+    assert sent == [INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS, INFO_ALL, SLOWLOG_LEN]

@@ -37,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 def fail(message: str) -> NoReturn:
     """Print one clear line and exit 2; secrets are scrubbed even here."""
-    sys.stderr.write(f"stackmon: error: {logs.redact(message)}\n")
+    sys.stderr.write(f"stackmon: error: {config.one_line(logs.redact(message))}\n")
     raise SystemExit(2)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from exporter.collectors.base import Collector
 from exporter.collectors.host import HostCollector
 from exporter.collectors.redis import RedisCollector
+from exporter.collectors.services import ServicesCollector
 from exporter.config import Config
 
 
@@ -33,6 +34,11 @@ class CollectorSpec:
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
                   lambda cfg: [HostCollector.from_config(cfg)]),
+    CollectorSpec("services", "configured HTTP, TCP and nginx stub_status checks "
+                  "(blackbox / nginx-prometheus-exporter)",
+                  lambda cfg: [ServicesCollector.from_config(cfg)], default=None,
+                  configured=lambda cfg: bool(cfg.services.checks),
+                  probes=ServicesCollector.probes),
     CollectorSpec("redis", "Redis INFO and SLOWLOG LEN (redis_exporter names; redis.url, "
                   "redis.targets for /probe)", RedisCollector.build, default=None,
                   configured=RedisCollector.configured, probes=RedisCollector.probes),

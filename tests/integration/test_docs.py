@@ -1,0 +1,58 @@
+"""The README's metrics reference cannot drift from the code: every family a real scrape
+emits is documented, and every documented name is produced somewhere in exporter/."""
+
+from __future__ import annotations
+
+import re
+
+from tests.helpers.exporter import REPO, Exporter
+
+SKIP_PREFIXES = ("process_", "python_")
+METRIC = re.compile(r"`((?:node|stackmon|pg|redis|celery|nginx)_[a-zA-Z0-9_]+)`")
+
+
+def reference() -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Metrics reference")
+    end = text.index("\n## ", start + 5)
+    return text[start:end]
+
+
+def documented() -> set[str]:
+    return set(METRIC.findall(reference()))
+
+
+def exposed_families(text: str) -> set[str]:
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+def check_documented(exporter: Exporter) -> None:
+    text = exporter.get("/metrics")[2].decode()
+    missing = sorted(name for name in exposed_families(text)
+                     if not name.startswith(SKIP_PREFIXES) and name not in documented())
+    assert missing == [], f"emitted but not in the README metrics reference: {missing}"
+
+
+def test_every_emitted_family_is_documented(host_exporter: Exporter) -> None:
+    check_documented(host_exporter)
+
+
+def test_every_documented_name_is_produced_by_the_code() -> None:
+    source = "\n".join(p.read_text() for p in (REPO / "exporter").rglob("*.py"))
+    missing = []
+    for name in sorted(documented()):
+        base = name.removesuffix("_total")
+        if name not in source and f'"{base}' not in source and not _built(name, source):
+            missing.append(name)
+    assert missing == [], f"documented but produced nowhere in exporter/: {missing}"
+
+
+def _built(name: str, source: str) -> bool:
+    """Names assembled from parts, e.g. f"node_memory_{key}_bytes" with key MemTotal."""
+    m = re.fullmatch(r"node_memory_(\w+)_bytes", name)
+    if m:
+        return f'"{m.group(1)}"' in source and "node_memory_{" in source
+    m = re.fullmatch(r"node_network_(\w+)_total", name)
+    if m:
+        return f'"{m.group(1)}"' in source and "node_network_{" in source
+    return False

@@ -267,7 +267,8 @@ class RedisSettings:
     section: ClassVar[str] = "redis"
     url: str | None = setting(
         None, "redis://[user[:password]@]host:port, rediss://… or unix:///path; enables the "
-        "redis collector", check=_check_redis_url, password_inside=True)
+        "redis collector (a password in it only from env or file)", check=_check_redis_url,
+        password_inside=True)
     username: str | None = setting(None, "ACL user name (overrides the URL's)")
     password: str | None = setting(None, "password (overrides the URL's)", secret=True)
     password_file: str | None = setting(None, "file holding the password (overrides the URL's)")

@@ -103,7 +103,11 @@ def build_collectors(cfg: config.Config) -> tuple[list[Collector], dict[str, lis
         main.extend(spec.build(cfg))
         if spec.probes is not None:
             for name, collectors in spec.probes(cfg).items():
-                probes.setdefault(name, []).extend(collectors)
+                if name in probes:
+                    raise config.ConfigError(
+                        f'{cfg.source}: {spec.name}: target name "{name}" is already used by '
+                        "another section, expected names unique across /probe targets")
+                probes[name] = collectors
     return main, probes
 
 

@@ -183,8 +183,9 @@ DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 
 
 def _check_target_name(value: str) -> str | None:
+    """Names of /probe targets (postgres, redis) and service checks."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", value):
-        return "expected a name of letters, digits, '.', '_' or '-' (at most 63 characters)"
+        return "a name of letters, digits, '_', '.' or '-' (at most 63), e.g. cache-1"
     return None
 
 
@@ -301,6 +302,98 @@ class HostSettings:
         DISK_DEVICES_EXCLUDE, "regex of block devices to ignore", regex=True
     )
     network_devices_exclude: str = setting("", "regex of network devices to ignore", regex=True)
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _check_redis_url(value: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "a redis://host:port, rediss://host:port or unix:///path/to/socket URL"
+    if parts.scheme not in REDIS_SCHEMES:
+        return ("a URL starting with redis://, rediss:// or unix://, "
+                "e.g. redis://127.0.0.1:6379")
+    if parts.scheme == "unix":
+        return None if parts.path.startswith("/") else "unix:///absolute/path/to/redis.sock"
+    if not parts.hostname:
+        return "a host in the URL, e.g. redis://127.0.0.1:6379"
+    if port == 0:
+        return "a port between 1 and 65535"
+    return None
+
+
+def _url_password(url: str | None) -> list[str]:
+    if not url:
+        return []
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        return []
+    return [password, urllib.parse.unquote(password)] if password else []
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """One named Redis served on ``/probe?target=<name>``."""
+
+    name: str = setting(help="target name for /probe?target=<name>", check=_check_target_name)
+    url: str = setting(help="redis://, rediss:// or unix:// URL", check=_check_redis_url,
+                       password_inside=True)
+    username: str | None = setting(None, "ACL user name (overrides the URL's)")
+    password: str | None = setting(None, "password (overrides the URL's)", secret=True)
+    password_file: str | None = setting(None, "file holding the password")
+    socket_timeout_seconds: float | None = setting(
+        None, "per-command socket timeout (default: redis.socket_timeout_seconds)",
+        min=0.01, max=300)
+
+    def check(self) -> None:
+        _check_redis_secrets(self.password, self.password_file)
+
+    def extra_secrets(self) -> list[str]:
+        return _redis_secrets(self.url, self.password_file)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """The Redis collector: one URL on /metrics, named ``targets`` on /probe."""
+
+    section: ClassVar[str] = "redis"
+    url: str | None = setting(
+        None, "redis://[user[:password]@]host:port, rediss://… or unix:///path; enables the "
+        "redis collector (a password in it only from env or file)", check=_check_redis_url,
+        password_inside=True)
+    username: str | None = setting(None, "ACL user name (overrides the URL's)")
+    password: str | None = setting(None, "password (overrides the URL's)", secret=True)
+    password_file: str | None = setting(None, "file holding the password (overrides the URL's)")
+    socket_timeout_seconds: float = setting(
+        5.0, "per-command socket and connect timeout, also capped by the scrape deadline",
+        min=0.01, max=300)
+    targets: tuple[RedisTarget, ...] = setting(
+        (), "named Redis targets for /probe?target=<name> (config file only)")
+
+    def check(self) -> None:
+        _check_redis_secrets(self.password, self.password_file)
+
+    def extra_secrets(self) -> list[str]:
+        return _redis_secrets(self.url, self.password_file)
+
+
+def _check_redis_secrets(password: str | None, password_file: str | None) -> None:
+    if password is not None and password_file is not None:
+        raise SettingError("password_file", "set either password or password_file, not both")
+    if password_file is not None:
+        read_secret_file(password_file, "password_file")
+
+
+def _redis_secrets(url: str | None, password_file: str | None) -> list[str]:
+    found = _url_password(url)
+    if password_file is not None:
+        with contextlib.suppress(SettingError):
+            found.append(read_secret_file(password_file, "password_file"))
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -465,7 +558,7 @@ class ServicesSettings:
 
 
 SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings,
-                             PostgresSettings, ServicesSettings)
+                             PostgresSettings, RedisSettings, ServicesSettings)
 
 
 @dataclass(frozen=True)
@@ -478,6 +571,7 @@ class Config:
     host: HostSettings = field(default_factory=HostSettings)
     services: ServicesSettings = field(default_factory=ServicesSettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     collectors: Mapping[str, bool | None] = field(default_factory=dict)
     source: str = "defaults"
 

@@ -11,14 +11,12 @@ endpoint ``/probe?target=<name>``; ``build`` gives what plain ``/metrics`` serve
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.collectors.base import Collector
-from exporter.collectors.host import HostCollector
-from exporter.collectors.postgres import collectors_for as postgres_collectors
-from exporter.collectors.postgres import probe_collectors as postgres_probes
-from exporter.collectors.services import ServicesCollector
 from exporter.config import Config
 
 
@@ -32,19 +30,36 @@ class CollectorSpec:
     probes: Callable[[Config], dict[str, list[Collector]]] | None = None
 
 
+def lazy(module: str, function: str) -> Callable[[Config], Any]:
+    """``module.function(cfg)``, imported on first use: a host-only exporter never loads
+    psycopg, redis-py or Celery, which keeps its memory small."""
+
+    def call(cfg: Config) -> Any:
+        return getattr(importlib.import_module(module), function)(cfg)
+
+    call.__qualname__ = f"{module}.{function}"
+    return call
+
+
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
-                  lambda cfg: [HostCollector.from_config(cfg)]),
+                  lazy("exporter.collectors.host", "build")),
     CollectorSpec("postgres", "PostgreSQL connections, activity, sizes, locks, replication "
-                  "(postgres_exporter names)", postgres_collectors, default=None,
+                  "(postgres_exporter names; postgres.dsn, postgres.targets for /probe)",
+                  lazy("exporter.collectors.postgres", "collectors_for"), default=None,
                   configured=lambda cfg: cfg.postgres.dsn is not None
                   or bool(cfg.postgres.targets),
-                  probes=postgres_probes),
+                  probes=lazy("exporter.collectors.postgres", "probe_collectors")),
+    CollectorSpec("redis", "Redis INFO and SLOWLOG LEN (redis_exporter names; redis.url, "
+                  "redis.targets for /probe)",
+                  lazy("exporter.collectors.redis", "build"), default=None,
+                  configured=lambda cfg: cfg.redis.url is not None or bool(cfg.redis.targets),
+                  probes=lazy("exporter.collectors.redis", "probes")),
     CollectorSpec("services", "configured HTTP, TCP and nginx stub_status checks "
                   "(blackbox / nginx-prometheus-exporter)",
-                  lambda cfg: [ServicesCollector.from_config(cfg)], default=None,
+                  lazy("exporter.collectors.services", "build"), default=None,
                   configured=lambda cfg: bool(cfg.services.checks),
-                  probes=ServicesCollector.probes),
+                  probes=lazy("exporter.collectors.services", "probes")),
 )
 
 

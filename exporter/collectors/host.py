@@ -310,3 +310,8 @@ class HostCollector(Collector):
                               "System time in seconds since epoch (1970).", value=time.time()),
             info,
         ]
+
+
+def build(cfg: Config) -> list[Collector]:
+    """The host collector for the COLLECTORS table."""
+    return [HostCollector.from_config(cfg)]

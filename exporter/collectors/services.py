@@ -474,3 +474,11 @@ class ServicesCollector(Collector):
         families: list[Metric] = [up, info, duration, status, expiry, nginx_up,
                                   *nginx_gauges.values(), accepted, handled, requests]
         return [f for f in families if f.samples]
+
+
+def build(cfg: Config) -> list[Collector]:
+    """The services collector for the COLLECTORS table."""
+    return [ServicesCollector.from_config(cfg)]
+
+
+probes = ServicesCollector.probes

@@ -85,7 +85,7 @@ services:
                              f"postgresql://u:{MARKER}@127.0.0.1/x"),
                          f"/nope{MARKER}"):
                 for headers in (auth, wrong, {}):
-                    status, resp_headers, body = exp.get(path, headers=headers)
+                    _, resp_headers, body = exp.get(path, headers=headers)
                     bodies.append(body + repr(resp_headers).encode())
         yield exp, bodies
     finally:

@@ -1,0 +1,531 @@
+"""Redis under redis_exporter's names and labels, from one pipelined round trip per scrape.
+
+Per scrape, on one persistent connection (reopened only when it breaks; scrapes are
+single-flight, so this pool of one is all a target ever needs):
+
+* ``INFO ALL`` (on Redis >= 7 only the sections we read, so the large latencystats
+  section is never built), and
+* ``SLOWLOG LEN``,
+
+pipelined: 2 commands, 1 round trip.  ``CONFIG GET maxclients`` is added only for a
+Redis older than 7.0, whose INFO lacks ``maxclients``.  Never KEYS or SCAN, so the cost
+does not grow with the number of keys.  A command the server refuses (a managed Redis
+that renames CONFIG, an ACL user without SLOWLOG) is logged once and then left out;
+its metric is omitted and everything else is still served.
+
+Sample output::
+
+    redis_up 1.0
+    redis_instance_info{maxmemory_policy="noeviction",redis_mode="standalone",
+        redis_version="7.0.15",role="master",...} 1.0
+    redis_memory_used_bytes 1.039936e+06
+    redis_keyspace_hits_total 42.0
+    redis_db_keys{db="db0"} 10.0
+    redis_commands_total{cmd="get"} 7.0
+    redis_commands_duration_seconds_total{cmd="get"} 3.1e-05
+    redis_connected_slave_lag_seconds{slave_ip="127.0.0.1",slave_port="6380",
+        slave_state="online"} 0.0
+    stackmon_service_info{role="primary",service="redis",version="7.0.15"} 1.0
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from redis.backoff import NoBackoff
+from redis.connection import AbstractConnection, parse_url
+from redis.retry import Retry
+
+from exporter.collectors.base import Collector
+from exporter.config import (
+    Config,
+    ConfigError,
+    RedisSettings,
+    RedisTarget,
+    SettingError,
+    read_secret_file,
+)
+
+log = logging.getLogger("stackmon.collectors.redis")
+
+# No CLIENT SETINFO on connect (one command less, one ACL permission less).
+NO_CLIENT_SETINFO: dict[str, Any] = (
+    {"driver_info": None} if importlib.util.find_spec("redis.driver_info")  # redis-py >= 8
+    else {"lib_name": None, "lib_version": None})
+
+# The commands the collector sends (docs/redis.md lists the ACL that allows exactly these).
+INFO_ALL = ("INFO", "ALL")
+INFO_SECTIONS = ("INFO", "server", "clients", "memory", "persistence", "stats",
+                 "replication", "cpu", "commandstats", "keyspace")  # Redis >= 7.0
+SLOWLOG_LEN = ("SLOWLOG", "LEN")
+CONFIG_GET_MAXCLIENTS = ("CONFIG", "GET", "maxclients")  # Redis < 7.0 only
+SERVICE = "redis"
+
+# INFO field -> (metric name, help); gauges and counters read straight from INFO.
+GAUGES: dict[str, tuple[str, str]] = {
+    "uptime_in_seconds": ("redis_uptime_in_seconds", "Seconds since the server started."),
+    "connected_clients": ("redis_connected_clients", "Client connections (not replicas)."),
+    "blocked_clients": ("redis_blocked_clients", "Clients in a blocking call (BLPOP, ...)."),
+    "used_memory": ("redis_memory_used_bytes", "Bytes allocated by Redis (used_memory)."),
+    "used_memory_rss": ("redis_memory_used_rss_bytes", "Resident set size of the process."),
+    "used_memory_peak": ("redis_memory_used_peak_bytes", "Peak of used_memory."),
+    "used_memory_lua": ("redis_memory_used_lua_bytes", "Bytes used by the Lua engine."),
+    "maxmemory": ("redis_memory_max_bytes", "maxmemory setting; 0 means no limit."),
+    "total_system_memory": ("redis_total_system_memory_bytes", "Memory of the host."),
+    "mem_fragmentation_ratio": ("redis_mem_fragmentation_ratio",
+                                "used_memory_rss / used_memory."),
+    "loading": ("redis_loading_dump_file", "1 while loading a dump file at start."),
+    "rdb_changes_since_last_save": ("redis_rdb_changes_since_last_save",
+                                    "Writes since the last RDB save."),
+    "rdb_bgsave_in_progress": ("redis_rdb_bgsave_in_progress", "1 while a BGSAVE runs."),
+    "rdb_last_save_time": ("redis_rdb_last_save_timestamp_seconds",
+                           "Unix time of the last successful RDB save."),
+    "aof_enabled": ("redis_aof_enabled", "1 if the append-only file is on."),
+    "aof_rewrite_in_progress": ("redis_aof_rewrite_in_progress",
+                                "1 while an AOF rewrite runs."),
+    "instantaneous_ops_per_sec": ("redis_instantaneous_ops_per_sec",
+                                  "Commands per second, Redis's own recent estimate."),
+    "pubsub_channels": ("redis_pubsub_channels", "Pub/sub channels with subscribers."),
+    "pubsub_patterns": ("redis_pubsub_patterns", "Pub/sub patterns with subscribers."),
+    "connected_slaves": ("redis_connected_slaves", "Replicas connected to this server."),
+    "master_repl_offset": ("redis_master_repl_offset",
+                           "Replication offset of this server (bytes)."),
+    "repl_backlog_size": ("redis_replication_backlog_bytes", "Replication backlog size."),
+}
+COUNTERS: dict[str, tuple[str, str]] = {
+    "total_connections_received": ("redis_connections_received_total",
+                                   "Connections accepted by the server."),
+    "rejected_connections": ("redis_rejected_connections_total",
+                             "Connections refused because of maxclients."),
+    "total_commands_processed": ("redis_commands_processed_total", "Commands processed."),
+    "total_net_input_bytes": ("redis_net_input_bytes_total", "Bytes read from the network."),
+    "total_net_output_bytes": ("redis_net_output_bytes_total", "Bytes written to the network."),
+    "keyspace_hits": ("redis_keyspace_hits_total", "Key lookups that found the key."),
+    "keyspace_misses": ("redis_keyspace_misses_total", "Key lookups that missed."),
+    "expired_keys": ("redis_expired_keys_total", "Keys deleted because their TTL ran out."),
+    "evicted_keys": ("redis_evicted_keys_total", "Keys evicted because of maxmemory."),
+    "used_cpu_sys": ("redis_cpu_sys_seconds_total", "System CPU used by the server."),
+    "used_cpu_user": ("redis_cpu_user_seconds_total", "User CPU used by the server."),
+    "used_cpu_sys_children": ("redis_cpu_sys_children_seconds_total",
+                              "System CPU used by background children."),
+    "used_cpu_user_children": ("redis_cpu_user_children_seconds_total",
+                               "User CPU used by background children."),
+}
+# INFO field -> metric for "ok"/"up" status strings (1 good, 0 bad).
+STATUS: dict[str, tuple[str, str, str]] = {
+    "rdb_last_bgsave_status": ("redis_rdb_last_bgsave_status", "ok",
+                               "1 if the last BGSAVE succeeded."),
+    "aof_last_bgrewrite_status": ("redis_aof_last_bgrewrite_status", "ok",
+                                  "1 if the last AOF rewrite succeeded."),
+    "master_link_status": ("redis_master_link_up", "up",
+                           "1 if this replica's link to its primary is up (replicas only)."),
+}
+REPLICA_GAUGES: dict[str, tuple[str, str]] = {  # present on replicas only
+    "slave_repl_offset": ("redis_slave_repl_offset", "Replication offset of this replica."),
+    "master_sync_in_progress": ("redis_master_sync_in_progress",
+                                "1 while this replica syncs from its primary."),
+}
+INFO_LABELS = ("redis_version", "redis_build_id", "redis_mode", "os", "maxmemory_policy",
+               "tcp_port", "run_id", "process_id", "role")
+SLAVE_LABELS = ["slave_ip", "slave_port", "slave_state"]
+_SLAVE_LINE = re.compile(r"^slave\d+$")
+_DB_LINE = re.compile(r"^db\d+$")
+
+
+class RedisScrapeError(Exception):
+    """A scrape failure with a message safe to log (no password)."""
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """``INFO`` text -> {field: value}; ``# Section`` headers and blank lines skipped."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key] = value.strip()
+    return out
+
+
+def parse_kv(value: str) -> dict[str, str]:
+    """``keys=1,expires=0,avg_ttl=0`` -> {"keys": "1", ...}."""
+    out: dict[str, str] = {}
+    for part in value.split(","):
+        key, sep, val = part.partition("=")
+        if sep:
+            out[key] = val
+    return out
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text.rstrip("%"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to connect; ``describe`` is safe for logs (no password)."""
+
+    url: str
+    username: str | None
+    password: str | None
+    password_file: str | None
+    socket_timeout: float
+    target: str | None = None  # probe target name
+
+    @property
+    def describe(self) -> str:
+        kw = parse_url(self.url)  # type: ignore[no-untyped-call]
+        if "path" in kw:
+            where = f"unix://{kw['path']}"
+        else:
+            scheme = "rediss" if self.url.startswith("rediss:") else "redis"
+            where = f"{scheme}://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+        return where if self.target is None else f"{where} (target {self.target})"
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = parse_url(self.url)  # type: ignore[no-untyped-call]
+        kw["db"] = 0  # INFO is server-wide; never SELECT
+        if self.username is not None:
+            kw["username"] = self.username
+        password = self.password
+        if password is None and self.password_file is not None:
+            try:
+                password = read_secret_file(self.password_file, "password_file")
+            except SettingError as err:
+                raise ConfigError(f"redis: password_file: {err.message}") from None
+        if password is not None:
+            kw["password"] = password
+        kw.update(socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout,
+                  retry=Retry(NoBackoff(), 0), protocol=2, health_check_interval=0,
+                  **NO_CLIENT_SETINFO)
+        return kw
+
+
+class RedisCollector(Collector):
+    """One Redis server: INFO + SLOWLOG LEN per scrape on one persistent connection."""
+
+    name = "redis"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        kw = endpoint.connection_kwargs()
+        connection_class = kw.pop("connection_class", redis.Connection)
+        try:
+            # The pool: one persistent connection, opened on the first scrape, reopened only
+            # when it breaks.  Scrapes are single-flight, so a second one is never needed;
+            # owning it lets every connect and read be bounded by the scrape deadline.
+            self.conn: AbstractConnection = connection_class(**kw)
+        except TypeError as err:
+            raise ConfigError(f"redis: url {endpoint.describe}: unsupported option in the "
+                              f"URL's query string ({err})") from None
+        self._lock = threading.Lock()
+        self._info_cmd: tuple[str, ...] = INFO_ALL
+        self._need_config = True  # until an INFO shows maxclients (Redis >= 7.0)
+        self._refused: set[str] = set()  # optional commands the server refused (logged once)
+        self._start_time: tuple[str, float] | None = None  # (run_id, start time)
+
+    @classmethod
+    def from_settings(cls, s: RedisSettings | RedisTarget, target: str | None = None,
+                      default_timeout: float = 5.0) -> RedisCollector:
+        timeout = s.socket_timeout_seconds
+        assert s.url is not None
+        return cls(Endpoint(s.url, s.username, s.password, s.password_file,
+                            default_timeout if timeout is None else timeout, target))
+
+    # -- talking to Redis ----------------------------------------------------------------
+
+    def _commands(self) -> list[tuple[str, ...]]:
+        cmds = [self._info_cmd]
+        if "SLOWLOG" not in self._refused:
+            cmds.append(SLOWLOG_LEN)
+        if self._need_config and "CONFIG" not in self._refused:
+            cmds.append(CONFIG_GET_MAXCLIENTS)
+        return cmds
+
+    def _round_trip(self, conn: AbstractConnection, cmds: Sequence[tuple[str, ...]],
+                    deadline: float) -> list[Any]:
+        """Send ``cmds`` pipelined; a refused command's reply is the ResponseError."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RedisScrapeError("no time left before the scrape deadline")
+        budget = min(self.endpoint.socket_timeout, remaining)
+        conn.socket_connect_timeout = budget
+        conn.socket_timeout = budget
+        conn.send_packed_command(conn.pack_commands(cmds))  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
+        for _ in cmds:
+            budget = max(0.001, min(self.endpoint.socket_timeout, deadline - time.monotonic()))
+            try:
+                replies.append(conn.read_response(timeout=budget))
+            except redis.ResponseError as err:
+                replies.append(err)
+        return replies
+
+    def _query(self, deadline: float) -> tuple[dict[str, str], int | None, int | None]:
+        cmds = self._commands()
+        conn = self.conn
+        try:
+            reused = conn._sock is not None
+            try:
+                replies = self._round_trip(conn, cmds, deadline)
+            except redis.TimeoutError:
+                raise
+            except redis.ConnectionError:
+                if not reused:
+                    raise
+                # The kept connection was broken (a Redis restart): reconnect once, now.
+                conn.disconnect()  # type: ignore[no-untyped-call]
+                replies = self._round_trip(conn, cmds, deadline)
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]  # never reuse a half-read one
+            raise
+        return self._read_replies(cmds, replies)
+
+    def _read_replies(self, cmds: Sequence[tuple[str, ...]], replies: Sequence[Any]
+                      ) -> tuple[dict[str, str], int | None, int | None]:
+        info: dict[str, str] | None = None
+        slowlog: int | None = None
+        maxclients: int | None = None
+        for cmd, reply in zip(cmds, replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                if cmd[0] == "INFO":
+                    if str(reply).startswith(("NOAUTH", "WRONGPASS")):
+                        raise RedisScrapeError(
+                            f"authentication failed for {self.endpoint.describe}: "
+                            f"{_first_word(reply)} (check the username and password)")
+                    if self._info_cmd is INFO_SECTIONS:  # fall back to the 1-argument form
+                        self._info_cmd = INFO_ALL
+                    raise RedisScrapeError(f"INFO refused: {_first_word(reply)}")
+                self._refuse(cmd, reply)
+                continue
+            if cmd[0] == "INFO":
+                info = parse_info(reply.decode("utf-8", "replace")
+                                  if isinstance(reply, bytes) else str(reply))
+            elif cmd == SLOWLOG_LEN:
+                slowlog = int(reply)
+            elif cmd == CONFIG_GET_MAXCLIENTS and isinstance(reply, list) and len(reply) >= 2:
+                maxclients = int(reply[1])
+        assert info is not None
+        version = info.get("redis_version", "")
+        if version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 7:
+            self._info_cmd = INFO_SECTIONS
+        if "maxclients" in info:
+            self._need_config = False
+            maxclients = int(info["maxclients"])
+        return info, slowlog, maxclients
+
+    def _refuse(self, cmd: tuple[str, ...], err: redis.ResponseError) -> None:
+        """An optional command failed: refused (ACL, renamed) -> log once, never send again;
+        anything else (BUSY, LOADING) -> leave its metric out of this scrape only."""
+        text = str(err).lower()
+        if not (isinstance(err, redis.exceptions.NoPermissionError)
+                or "unknown command" in text or "unknown subcommand" in text):
+            log.debug('collector=redis target="%s" msg="%s failed; metric left out of this '
+                      'scrape" err="%s"', self.endpoint.describe, " ".join(cmd), _first_word(err))
+            return
+        self._refused.add(cmd[0])
+        log.warning('collector=redis target="%s" msg="server refused %s; leaving it out from '
+                    'now on (see docs/redis.md for the ACL)" err="%s"',
+                    self.endpoint.describe, " ".join(cmd), _first_word(err))
+
+    # -- collect -------------------------------------------------------------------------
+
+    def collect(self, deadline: float) -> list[Metric]:
+        with self._lock:
+            try:
+                info, slowlog, maxclients = self._query(deadline)
+            except redis.AuthenticationError as err:
+                raise RedisScrapeError(f"authentication failed for {self.endpoint.describe}: "
+                                       f"{_first_word(err)} (check the username and password)"
+                                       ) from None
+            except redis.TimeoutError:
+                raise RedisScrapeError(f"timed out talking to {self.endpoint.describe}") from None
+            except redis.ConnectionError as err:
+                raise RedisScrapeError(f"cannot reach {self.endpoint.describe}: "
+                                       f"{_reason(err)}") from None
+            except redis.ResponseError as err:  # e.g. LOADING
+                raise RedisScrapeError(f"{self.endpoint.describe} answered an error: "
+                                       f"{_first_word(err)}") from None
+            except redis.RedisError as err:  # protocol errors: not a Redis server?
+                raise RedisScrapeError(f"unexpected reply from {self.endpoint.describe}: "
+                                       f"{type(err).__name__}") from None
+        return self._metrics(info, slowlog, maxclients)
+
+    def failure_metrics(self) -> list[Metric]:
+        up = GaugeMetricFamily("redis_up", "1 if the last scrape of Redis succeeded.", 0.0)
+        svc = GaugeMetricFamily("stackmon_service_up", "1 if the service answered the scrape.",
+                                labels=["service"])
+        svc.add_metric([SERVICE], 0.0)
+        return [up, svc]
+
+    def close(self) -> None:
+        self.conn.disconnect()  # type: ignore[no-untyped-call]
+
+    def _metrics(self, info: dict[str, str], slowlog: int | None,
+                 maxclients: int | None) -> list[Metric]:
+        out: list[Metric] = [
+            GaugeMetricFamily("redis_up", "1 if the last scrape of Redis succeeded.", 1.0)]
+        labels = list(INFO_LABELS)
+        inst = GaugeMetricFamily("redis_instance_info", "Redis server facts, value 1.",
+                                 labels=labels)
+        inst.add_metric([info.get(k, "") for k in labels], 1.0)
+        out.append(inst)
+        for field, (name, help_text) in GAUGES.items():
+            value = _number(info.get(field))
+            if value is not None:
+                out.append(GaugeMetricFamily(name, help_text, value))
+        for field, (name, help_text) in COUNTERS.items():
+            value = _number(info.get(field))
+            if value is not None:
+                out.append(CounterMetricFamily(name, help_text, value))
+        for field, (name, good, help_text) in STATUS.items():
+            if field in info:
+                out.append(GaugeMetricFamily(name, help_text,
+                                             1.0 if info[field] == good else 0.0))
+        for field, (name, help_text) in REPLICA_GAUGES.items():
+            value = _number(info.get(field))
+            if value is not None:
+                out.append(GaugeMetricFamily(name, help_text, value))
+        fork = _number(info.get("latest_fork_usec"))
+        if fork is not None:
+            out.append(GaugeMetricFamily("redis_latest_fork_seconds",
+                                         "Duration of the latest fork.", fork / 1e6))
+        start = self._start(info)
+        if start is not None:
+            out.append(GaugeMetricFamily("redis_start_time_seconds",
+                                         "Unix time the server started.", start))
+        if maxclients is not None:
+            out.append(GaugeMetricFamily("redis_config_maxclients",
+                                         "maxclients setting.", float(maxclients)))
+        if slowlog is not None:
+            out.append(GaugeMetricFamily("redis_slowlog_length",
+                                         "Entries in the slow log.", float(slowlog)))
+        out.extend(self._keyspace(info))
+        out.extend(self._commandstats(info))
+        out.extend(self._replicas(info))
+        version = info.get("redis_version", "")
+        role = "replica" if info.get("role") == "slave" else "primary"
+        svc = GaugeMetricFamily("stackmon_service_up", "1 if the service answered the scrape.",
+                                labels=["service"])
+        svc.add_metric([SERVICE], 1.0)
+        svc_info = GaugeMetricFamily("stackmon_service_info", "Service version and role, value 1.",
+                                     labels=["service", "version", "role"])
+        svc_info.add_metric([SERVICE, version, role], 1.0)
+        out.extend((svc, svc_info))
+        return out
+
+    def _start(self, info: dict[str, str]) -> float | None:
+        """Start time, fixed per run_id so it does not jitter by a second between scrapes."""
+        uptime = _number(info.get("uptime_in_seconds"))
+        if uptime is None:
+            return None
+        run_id = info.get("run_id", "")
+        if self._start_time is None or self._start_time[0] != run_id:
+            self._start_time = (run_id, float(int(time.time() - uptime)))
+        return self._start_time[1]
+
+    @staticmethod
+    def _keyspace(info: dict[str, str]) -> list[Metric]:
+        keys = GaugeMetricFamily("redis_db_keys", "Keys in the database.", labels=["db"])
+        expiring = GaugeMetricFamily("redis_db_keys_expiring", "Keys with a TTL in the database.",
+                                     labels=["db"])
+        ttl = GaugeMetricFamily("redis_db_avg_ttl_seconds",
+                                "Average TTL of the keys that have one.", labels=["db"])
+        for field, value in info.items():
+            if not _DB_LINE.match(field):
+                continue
+            kv = parse_kv(value)
+            keys.add_metric([field], _number(kv.get("keys")) or 0.0)
+            expiring.add_metric([field], _number(kv.get("expires")) or 0.0)
+            ttl.add_metric([field], (_number(kv.get("avg_ttl")) or 0.0) / 1000.0)
+        return [keys, expiring, ttl]
+
+    @staticmethod
+    def _commandstats(info: dict[str, str]) -> list[Metric]:
+        calls = CounterMetricFamily("redis_commands_total", "Calls per command.", labels=["cmd"])
+        usec = CounterMetricFamily("redis_commands_duration_seconds_total",
+                                   "Time spent per command.", labels=["cmd"])
+        rejected = CounterMetricFamily("redis_commands_rejected_calls_total",
+                                       "Calls refused before running (ACL, OOM, arity).",
+                                       labels=["cmd"])
+        failed = CounterMetricFamily("redis_commands_failed_calls_total",
+                                     "Calls that failed while running.", labels=["cmd"])
+        for field, value in info.items():
+            if not field.startswith("cmdstat_"):
+                continue
+            cmd = field[len("cmdstat_"):]
+            kv = parse_kv(value)
+            calls.add_metric([cmd], _number(kv.get("calls")) or 0.0)
+            usec.add_metric([cmd], (_number(kv.get("usec")) or 0.0) / 1e6)
+            if "rejected_calls" in kv:  # Redis >= 6.2
+                rejected.add_metric([cmd], _number(kv["rejected_calls"]) or 0.0)
+                failed.add_metric([cmd], _number(kv.get("failed_calls")) or 0.0)
+        return [calls, usec, rejected, failed]
+
+    @staticmethod
+    def _replicas(info: dict[str, str]) -> list[Metric]:
+        offset = GaugeMetricFamily("redis_connected_slave_offset_bytes",
+                                   "Replication offset acknowledged by each replica.",
+                                   labels=SLAVE_LABELS)
+        lag = GaugeMetricFamily("redis_connected_slave_lag_seconds",
+                                "Seconds since each replica last acknowledged.",
+                                labels=SLAVE_LABELS)
+        for field, value in info.items():
+            if not _SLAVE_LINE.match(field):
+                continue
+            kv = parse_kv(value)
+            labels = [kv.get("ip", ""), kv.get("port", ""), kv.get("state", "")]
+            offset.add_metric(labels, _number(kv.get("offset")) or 0.0)
+            lag.add_metric(labels, _number(kv.get("lag")) or 0.0)
+        return [offset, lag]
+
+    @staticmethod
+    def build(cfg: Config) -> list[Collector]:
+        """The collector behind /metrics (when ``redis.url`` is set)."""
+        if cfg.redis.url is None:
+            return []
+        return [RedisCollector.from_settings(cfg.redis)]
+
+    @staticmethod
+    def probes(cfg: Config) -> dict[str, list[Collector]]:
+        """One collector per named target for /probe?target=<name>."""
+        return {t.name: [RedisCollector.from_settings(
+            t, target=t.name, default_timeout=cfg.redis.socket_timeout_seconds)]
+            for t in cfg.redis.targets}
+
+    @staticmethod
+    def configured(cfg: Config) -> bool:
+        return cfg.redis.url is not None or bool(cfg.redis.targets)
+
+
+def _first_word(err: Exception) -> str:
+    """A short, password-free summary of a server error: its first line, capped."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:120]
+
+
+def _reason(err: Exception) -> str:
+    """Connection error without redis-py's noise: 'Connection refused', 'Name or ...'."""
+    text = str(err)
+    match = re.search(r"Error \d+ connecting to [^.]+\S*\. (.+?)\.?$", text)
+    return (match.group(1) if match else text.splitlines()[0] if text else
+            type(err).__name__)[:160]
+
+
+build = RedisCollector.build
+probes = RedisCollector.probes

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
@@ -91,6 +91,12 @@ class App:
         self.ready = threading.Event()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        body = self._route(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            return [b""]  # headers (with Content-Length) only
+        return body
+
+    def _route(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
         if path == "/-/healthy":
             return self._text(start_response, "200 OK", "Healthy\n")
@@ -187,10 +193,16 @@ class App:
         return [body]
 
 
-class _Handler(WSGIRequestHandler):
-    """Quiet handler with a socket timeout so slow clients cannot hold a thread forever."""
+class _ServerHandler(ServerHandler):
+    http_version = "1.1"  # every response has a Content-Length, so keep-alive is safe
 
-    timeout = 15
+
+class _Handler(WSGIRequestHandler):
+    """HTTP/1.1 keep-alive (Prometheus reuses its connection), quiet logging, and a socket
+    timeout so slow or idle clients cannot hold a thread for long."""
+
+    timeout = 30
+    protocol_version = "HTTP/1.1"
     server_version = "stackmon"
 
     def setup(self) -> None:
@@ -200,9 +212,29 @@ class _Handler(WSGIRequestHandler):
 
     def handle(self) -> None:
         try:
-            super().handle()
+            self.close_connection = True
+            self._handle_one()
+            while not self.close_connection:
+                self._handle_one()
         except (ssl.SSLError, OSError) as err:
             log.debug("msg=\"connection dropped\" err=\"%s\"", type(err).__name__)
+
+    def _handle_one(self) -> None:
+        self.close_connection = True
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            return
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():  # it has sent the error and set close_connection
+            return
+        handler = _ServerHandler(self.rfile, self.wfile,  # type: ignore[arg-type]
+                                 self.get_stderr(), self.get_environ(),
+                                 multithread=True)
+        handler.request_handler = self  # type: ignore[attr-defined]
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("msg=\"request\" client=%s line=\"%s\"", self.client_address[0],

@@ -128,6 +128,28 @@ def test_ipv6_listen_address() -> None:
         wait_for(up, what="IPv6 listener")
         with socket.create_connection(("::1", port), timeout=5) as s:
             s.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
-            assert s.recv(100).startswith(b"HTTP/1.0 200")
+            assert s.recv(100).split(b"\r\n")[0].endswith(b" 200 OK")
     finally:
         exp.stop()
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(host_exporter: Exporter) -> None:
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", host_exporter.port, timeout=10)
+    try:
+        sockets = set()
+        for path in ("/metrics", "/-/healthy", "/nope", "/metrics"):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.version == 11
+            sockets.add(id(conn.sock))
+        conn.request("HEAD", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b""
+        assert int(resp.headers["Content-Length"]) > 1000
+        conn.request("GET", "/-/healthy")
+        assert conn.getresponse().read() == b"Healthy\n"
+        assert len(sockets) == 1
+    finally:
+        conn.close()

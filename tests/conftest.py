@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.helpers.exporter import Exporter, exporter_fixture
+
+PG_DSN = os.environ.get("STACKMON_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("STACKMON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BROKER_URL = os.environ.get("STACKMON_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
 
 
 @pytest.fixture(scope="session")
 def host_exporter() -> Iterator[Exporter]:
     """A real stackmon process with the default (host-only) collectors."""
     yield from exporter_fixture([])
+
+
+@pytest.fixture(scope="session")
+def full_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
+    """Every collector on, against the shared PostgreSQL, Redis and broker."""
+    config: Path = tmp_path_factory.mktemp("full") / "stackmon.yml"
+    config.write_text(
+        "services:\n  checks:\n"
+        "    - {name: postgres-port, type: tcp, address: '127.0.0.1:5432'}\n")
+    env = {"STACKMON_POSTGRES_DSN": PG_DSN, "STACKMON_REDIS_URL": REDIS_URL}
+    yield from exporter_fixture([f"--config.file={config}"], env)

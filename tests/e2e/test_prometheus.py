@@ -17,7 +17,7 @@ PROMETHEUS = shutil.which("prometheus")
 
 
 @pytest.fixture(scope="module")
-def prometheus(host_exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
+def prometheus(full_exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[str]:
     if PROMETHEUS is None:
         pytest.fail("prometheus is not installed; run scripts/test-services.sh")
@@ -26,7 +26,7 @@ def prometheus(host_exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
         "scrape_configs:\n  - job_name: stackmon\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{host_exporter.port}']\n")
+        f"    static_configs:\n      - targets: ['127.0.0.1:{full_exporter.port}']\n")
     port = free_port()
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={d / 'data'}",
@@ -59,6 +59,19 @@ def query(url: str, promql: str) -> list[dict[str, object]]:
     'rate(node_disk_io_time_seconds_total[5s])',
     'time() - node_boot_time_seconds',
     'scrape_duration_seconds{job="stackmon"} < 1',
+    'pg_up == 1',
+    'sum by (instance) (pg_stat_activity_count) / on (instance) pg_settings_max_connections',
+    'sum by (datname) (rate(pg_stat_database_blks_hit_total[5s])) / sum by (datname) '
+    '(rate(pg_stat_database_blks_hit_total[5s]) + rate(pg_stat_database_blks_read_total[5s]))',
+    'rate(pg_stat_database_xact_commit_total[5s])',
+    'pg_database_size_bytes',
+    'redis_up == 1',
+    'redis_memory_used_bytes',
+    'rate(redis_commands_processed_total[5s])',
+    'redis_keyspace_hits_total / (redis_keyspace_hits_total + redis_keyspace_misses_total)',
+    'stackmon_service_up{service="postgres"} == 1',
+    'stackmon_service_up{service="redis"} == 1',
+    'stackmon_service_up{service="postgres-port"} == 1',
 ])
 def test_query_returns_data(prometheus: str, promql: str) -> None:
     wait_for(lambda: query(prometheus, promql), timeout=30, what=promql)

@@ -19,7 +19,12 @@ def reference() -> str:
 
 
 def documented() -> set[str]:
-    return set(METRIC.findall(reference()))
+    """Names in the first cell of every table row (other cells name other exporters)."""
+    names: set[str] = set()
+    for line in reference().splitlines():
+        if line.startswith("|"):
+            names.update(METRIC.findall(line.split("|")[1]))
+    return names
 
 
 def exposed_families(text: str) -> set[str]:
@@ -33,8 +38,8 @@ def check_documented(exporter: Exporter) -> None:
     assert missing == [], f"emitted but not in the README metrics reference: {missing}"
 
 
-def test_every_emitted_family_is_documented(host_exporter: Exporter) -> None:
-    check_documented(host_exporter)
+def test_every_emitted_family_is_documented(full_exporter: Exporter) -> None:
+    check_documented(full_exporter)
 
 
 def test_every_documented_name_is_produced_by_the_code() -> None:

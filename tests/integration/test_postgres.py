@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import psycopg
 import pytest
 
+from tests.helpers.docs import table_names
 from tests.helpers.exporter import (
-    REPO,
     Exporter,
     Samples,
     exporter_fixture,
@@ -245,15 +243,12 @@ def test_promtool_clean(exporter: Exporter) -> None:
     assert promtool_complaints(body.decode()) == []
 
 
-DOC = REPO / "docs" / "postgres.md"
-
-
-def documented_names(path: Path = DOC) -> set[str]:
-    return set(re.findall(r"^\| `([a-z_:]+)` \|", path.read_text(), re.M))
+def documented_names() -> set[str]:
+    return table_names("postgres")
 
 
 def test_docs_list_every_emitted_family(exporter: Exporter) -> None:
     s = exporter.scrape()
     emitted = {n for n in s.samples if n.startswith("pg_")}
     missing = emitted - documented_names()
-    assert not missing, f"docs/postgres.md lacks {sorted(missing)}"
+    assert not missing, f"README metrics reference lacks {sorted(missing)}"

@@ -7,7 +7,6 @@ redis-server this module starts; keys per DB also on the shared Redis (DBs 13 an
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.helpers.docs import table_names
 from tests.helpers.exporter import (
-    REPO,
     Exporter,
     Samples,
     promtool_complaints,
@@ -234,16 +233,8 @@ def test_promtool_clean(own: RedisServer, exporter: Exporter) -> None:
     assert "\nredis_instantaneous_ops_per_sec " in text
 
 
-DOC = REPO / "docs" / "redis.md"
-
-
 def documented_names() -> set[str]:
-    names = set()
-    for line in DOC.read_text().splitlines():
-        m = re.match(r"^\|\s*`((?:redis|stackmon)_[a-z0-9_]+)`\s*\|", line)
-        if m:
-            names.add(m.group(1))
-    return names
+    return {n for n in table_names("redis") if n.startswith(("redis_", "stackmon_"))}
 
 
 def emitted_families(*scrapes: Samples) -> set[str]:
@@ -260,5 +251,5 @@ def check_docs_table(*scrapes: Samples) -> None:
     """Every family in the scrapes is documented and every documented name is emitted."""
     emitted = emitted_families(*scrapes)
     documented = documented_names()
-    assert emitted - documented == set(), "emitted but not in docs/redis.md"
-    assert documented - emitted == set(), "in docs/redis.md but not emitted"
+    assert emitted - documented == set(), "emitted but not in the README metrics reference"
+    assert documented - emitted == set(), "in the README metrics reference but not emitted"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from exporter.collectors.services import parse_stub_status
+from tests.helpers.docs import table_names
 from tests.helpers.exporter import REPO, Exporter, free_port, promtool_complaints, start_exporter
 from tests.helpers.services import (
     Nginx,
@@ -168,9 +168,7 @@ def test_promtool_clean(exporter: Exporter) -> None:
 
 
 def documented_names() -> set[str]:
-    """Metric names in the first column of the table under "## Metrics"."""
-    section = DOCS.read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
+    return table_names("services")
 
 
 def test_docs_table_matches_emitted_families(exporter: Exporter) -> None:

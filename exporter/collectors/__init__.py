@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.collectors.base import Collector
+from exporter.collectors.celery import CeleryCollector
 from exporter.collectors.host import HostCollector
 from exporter.config import Config
 
@@ -32,6 +33,9 @@ class CollectorSpec:
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
                   lambda cfg: [HostCollector.from_config(cfg)]),
+    CollectorSpec("celery", "Celery broker queue lengths, workers and task events",
+                  lambda cfg: [CeleryCollector.from_config(cfg)], default=None,
+                  configured=lambda cfg: cfg.celery.broker_url is not None),
 )
 
 

@@ -187,15 +187,14 @@ CELERY_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
                           60.0, 300.0, 600.0, 1800.0)
 
 
-def _check_buckets(value: tuple[str, ...]) -> str | None:
+def _check_bucket(value: str) -> str | None:
+    """One histogram bucket bound (the setting's check runs once per list item)."""
     try:
-        numbers = [float(v) for v in value]
+        bound = float(value)
     except ValueError:
-        return "expected a list of numbers, e.g. 0.1,0.5,1,5"
-    if not numbers or any(b != b or b <= 0 or b == float("inf") for b in numbers):
-        return "expected positive finite numbers"
-    if sorted(set(numbers)) != numbers:
-        return "expected strictly increasing numbers"
+        return "a number (a list such as 0.1,0.5,1,5)"
+    if not 0 < bound < float("inf"):
+        return "a positive finite number"
     return None
 
 
@@ -231,10 +230,10 @@ class CelerySettings:
         min=100, max=10000000)
     runtime_buckets: tuple[str, ...] = setting(
         tuple(str(b) for b in CELERY_DEFAULT_BUCKETS),
-        "celery_task_runtime_seconds histogram buckets (seconds)", check=_check_buckets)
+        "celery_task_runtime_seconds histogram buckets (seconds)", check=_check_bucket)
     queue_wait_buckets: tuple[str, ...] = setting(
         tuple(str(b) for b in CELERY_DEFAULT_BUCKETS),
-        "celery_task_queue_wait_seconds histogram buckets (seconds)", check=_check_buckets)
+        "celery_task_queue_wait_seconds histogram buckets (seconds)", check=_check_bucket)
     task_hostname_label: bool = setting(
         False, "add a hostname label to the task counters (one series per worker)")
     enable_events_at_start: bool = setting(
@@ -259,6 +258,10 @@ class CelerySettings:
             if self.broker_url is None:
                 raise SettingError("broker_password_file", "needs celery.broker_url as well")
             read_secret_file(self.broker_password_file, "broker_password_file")
+        for key in ("runtime_buckets", "queue_wait_buckets"):
+            bounds = [float(b) for b in getattr(self, key)]
+            if not bounds or sorted(set(bounds)) != bounds:
+                raise SettingError(key, "expected strictly increasing numbers")
         if self.worker_purge_seconds < self.worker_heartbeat_timeout_seconds:
             raise SettingError("worker_purge_seconds", "expected a value at least "
                                "worker_heartbeat_timeout_seconds")

@@ -15,7 +15,7 @@ Sample output::
 
     celery_broker_up 1.0
     celery_queue_length{queue_name="celery"} 12.0
-    celery_active_consumer_count{queue_name="celery"} 2.0
+    celery_queue_active_consumers{queue_name="celery"} 2.0
     celery_worker_tasks_reserved{hostname="celery@web-1"} 4.0
     celery_worker_pool_info{hostname="celery@web-1",implementation="prefork"} 1.0
     celery_worker_pool_max_concurrency{hostname="celery@web-1"} 2.0
@@ -256,7 +256,7 @@ class CeleryCollector(Collector):
         length = GaugeMetricFamily("celery_queue_length",
                                    "Messages waiting in the queue (all priorities).",
                                    labels=["queue_name"])
-        consumers = GaugeMetricFamily("celery_active_consumer_count",
+        consumers = GaugeMetricFamily("celery_queue_active_consumers",
                                       "Consumers of the queue (RabbitMQ only).",
                                       labels=["queue_name"])
         for queue, (messages, n_consumers) in sorted(lengths.items()):

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from bisect import bisect_left
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,6 +59,8 @@ RECEIVER_BACKOFF_MAX = 30.0
 EVENT_QUEUE_TTL_SECONDS = 60.0
 EVENT_QUEUE_EXPIRES_SECONDS = 60.0
 PURGE_EVERY_SECONDS = 1.0
+# How long worker-side events of a task wait for its (late) task-sent event.
+DEFER_SECONDS = 2.0
 
 _SENT, _RECEIVED, _STARTED, _SUCCEEDED, _FAILED, _RETRIED, _REVOKED, _REJECTED = range(8)
 
@@ -74,6 +76,19 @@ class WorkerState:
         self.active: float | None = None  # from heartbeats
         self.processed: float | None = None
         self.version = ""
+
+
+class Task:
+    """An in-flight task: its labels, when it was sent, and events held back."""
+
+    __slots__ = ("done", "name", "pending", "queue", "start")
+
+    def __init__(self, name: str, queue: str | None, start: Any) -> None:
+        self.name = name
+        self.queue = queue  # None: not known yet, worker-side events are held back
+        self.start = start  # timestamp of task-sent (or task-received)
+        self.pending: list[tuple[int, str, Any]] = []
+        self.done = False
 
 
 class _Histogram:
@@ -101,15 +116,20 @@ class EventState:
         self.hostname_label = settings.task_hostname_label
         self.runtime_buckets = _buckets(settings.runtime_buckets)
         self.wait_buckets = _buckets(settings.queue_wait_buckets)
-        # uuid -> [name, queue, timestamp of sent/received]; oldest evicted first.
-        self.tasks: OrderedDict[str, list[Any]] = OrderedDict()
+        # In-flight tasks by id, oldest evicted first.
+        self.tasks: OrderedDict[str, Task] = OrderedDict()
+        # (deadline, id) of tasks whose worker-side events wait for their task-sent.
+        self.deferred: deque[tuple[float, str]] = deque()
+        self.sent_seen = False  # the stream carries task-sent events
+        self.queue_of: dict[str, str] = {}  # task name -> queue of its last task-sent
         self.counters: dict[tuple[str, ...], list[int]] = {}
         self.runtime: dict[tuple[str, str], _Histogram] = {}
         self.wait: dict[tuple[str, str], _Histogram] = {}
         self.workers: dict[str, WorkerState] = {}
         self.names: set[str] = set()
         self.queues: set[str] = set()
-        self.overflow = {"task_name": 0, "queue_name": 0, "hostname": 0, "tracked_task": 0}
+        self.overflow = {"task_name": 0, "queue_name": 0, "hostname": 0, "tracked_task": 0,
+                         "bad_event": 0}
         self.events_total = 0
         self.last_event_time = 0.0
         self._next_purge = 0.0
@@ -136,7 +156,11 @@ class EventState:
             self.events_total += 1
             self.last_event_time = time.time()
             if handler is not None:
-                handler(event)
+                try:
+                    handler(event)
+                except (TypeError, ValueError, AttributeError):
+                    # A malformed event must not cost a reconnect: count it and go on.
+                    self.overflow["bad_event"] += 1
 
     def _name(self, name: Any) -> str:
         if not name:
@@ -175,14 +199,13 @@ class EventState:
         worker.online = online
         return str(hostname)
 
-    def _track(self, uuid: str, name: str, queue: str, ts: Any) -> list[Any]:
-        entry = [name, queue, ts]
+    def _track(self, uuid: str, task: Task) -> Task:
         tasks = self.tasks
-        tasks[uuid] = entry
+        tasks[uuid] = task
         if len(tasks) > self.settings.max_tracked_tasks:
             tasks.popitem(last=False)
             self.overflow["tracked_task"] += 1
-        return entry
+        return task
 
     def _count(self, slot: int, name: str, queue: str, host: str) -> None:
         key: tuple[str, ...] = (name, queue, host) if self.hostname_label else (name, queue)
@@ -191,78 +214,106 @@ class EventState:
             row = self.counters[key] = [0] * 8
         row[slot] += 1
 
-    def _entry(self, event: dict[str, Any]) -> list[Any]:
-        entry = self.tasks.get(event.get("uuid", ""))
-        if entry is None:
-            return [self._name(event.get("name")), self._queue(None), None]
-        return entry
+    def _apply(self, task: Task, slot: int, host: str, value: Any) -> None:
+        """Count one worker-side event of ``task`` (whose queue is known)."""
+        name, queue = task.name, str(task.queue)
+        self._count(slot, name, queue, host)
+        if value is None:
+            return
+        if slot == _STARTED:
+            if task.start is not None:
+                self._observe(self.wait, self.wait_buckets, (name, queue),
+                              max(0.0, float(value) - float(task.start)))
+        elif slot == _SUCCEEDED:
+            self._observe(self.runtime, self.runtime_buckets, (name, queue), float(value))
+
+    def _worker_side(self, event: dict[str, Any], slot: int, value: Any = None,
+                     final: bool = False) -> None:
+        """A task event sent by a worker: count it now, or hold it until the queue is known.
+
+        Worker-side events do not carry the queue; task-sent does, but it may arrive after
+        the worker's first events (it is published after the task message).  While the
+        stream has task-sent events, a task seen first from a worker is held back for up
+        to DEFER_SECONDS until its task-sent arrives.
+        """
+        host = self._seen(event.get("hostname"))
+        uuid = event.get("uuid", "")
+        task = self.tasks.get(uuid)
+        if task is None:
+            ts = event.get("timestamp") if slot == _RECEIVED else None
+            if self.sent_seen:
+                task = self._track(uuid, Task(self._name(event.get("name")), None, ts))
+                self.deferred.append((self.clock() + DEFER_SECONDS, uuid))
+            else:
+                task = self._track(uuid, Task(self._name(event.get("name")),
+                                              self._queue(None), ts))
+        elif slot == _RECEIVED and task.start is None:
+            task.start = event.get("timestamp")
+        if task.queue is None:
+            task.pending.append((slot, host, value))
+            task.done = final
+        else:
+            self._apply(task, slot, host, value)
+            if final:
+                self.tasks.pop(uuid, None)
+
+    def _settle(self, uuid: str, task: Task, queue: str) -> None:
+        task.queue = queue
+        for slot, host, value in task.pending:
+            self._apply(task, slot, host, value)
+        task.pending = []
+        if task.done:
+            self.tasks.pop(uuid, None)
+
+    def flush_deferred(self) -> None:
+        """Count held-back events whose task-sent never came (queue from the task name)."""
+        now = self.clock()
+        deferred = self.deferred
+        while deferred and deferred[0][0] <= now:
+            _, uuid = deferred.popleft()
+            task = self.tasks.get(uuid)
+            if task is not None and task.queue is None:
+                self._settle(uuid, task, self.queue_of.get(task.name) or self._queue(None))
 
     def _task_sent(self, event: dict[str, Any]) -> None:
+        self.sent_seen = True
         uuid = event.get("uuid", "")
-        old = self.tasks.get(uuid)
-        if old is not None:  # a retry re-sends the same id: keep its labels
-            old[2] = event.get("timestamp")
-            entry = old
+        task = self.tasks.get(uuid)
+        if task is None:
+            name = self._name(event.get("name"))
+            queue = self._queue(event.get("queue") or event.get("routing_key"))
+            task = self._track(uuid, Task(name, queue, event.get("timestamp")))
         else:
-            queue = event.get("queue") or event.get("routing_key")
-            entry = self._track(uuid, self._name(event.get("name")), self._queue(queue),
-                                event.get("timestamp"))
+            task.start = event.get("timestamp")  # a retry re-sends the same id
+            if task.queue is None:  # nothing counted yet: take name and queue from here
+                if task.name == UNKNOWN and event.get("name"):
+                    task.name = self._name(event.get("name"))
+                queue = self._queue(event.get("queue") or event.get("routing_key"))
+                self._settle(uuid, task, queue)
+        self.queue_of[task.name] = str(task.queue)
         # task-sent comes from the client, whose hostname is no worker's.
-        self._count(_SENT, entry[0], entry[1], "")
+        self._count(_SENT, task.name, str(task.queue), "")
 
     def _task_received(self, event: dict[str, Any]) -> None:
-        host = self._seen(event.get("hostname"))
-        uuid = event.get("uuid", "")
-        entry = self.tasks.get(uuid)
-        if entry is None:
-            entry = self._track(uuid, self._name(event.get("name")), self._queue(None),
-                                event.get("timestamp"))
-        elif entry[2] is None:
-            entry[2] = event.get("timestamp")
-        self._count(_RECEIVED, entry[0], entry[1], host)
+        self._worker_side(event, _RECEIVED)
 
     def _task_started(self, event: dict[str, Any]) -> None:
-        host = self._seen(event.get("hostname"))
-        entry = self._entry(event)
-        self._count(_STARTED, entry[0], entry[1], host)
-        start, ts = entry[2], event.get("timestamp")
-        if start is not None and ts is not None:
-            self._observe(self.wait, self.wait_buckets, (entry[0], entry[1]),
-                          max(0.0, float(ts) - float(start)))
+        self._worker_side(event, _STARTED, event.get("timestamp"))
 
     def _task_succeeded(self, event: dict[str, Any]) -> None:
-        host = self._seen(event.get("hostname"))
-        entry = self._entry(event)
-        self._count(_SUCCEEDED, entry[0], entry[1], host)
-        runtime = event.get("runtime")
-        if runtime is not None:
-            self._observe(self.runtime, self.runtime_buckets, (entry[0], entry[1]),
-                          float(runtime))
-        self.tasks.pop(event.get("uuid", ""), None)
+        self._worker_side(event, _SUCCEEDED, event.get("runtime"), final=True)
 
     def _task_failed(self, event: dict[str, Any]) -> None:
-        host = self._seen(event.get("hostname"))
-        entry = self._entry(event)
-        self._count(_FAILED, entry[0], entry[1], host)
-        self.tasks.pop(event.get("uuid", ""), None)
+        self._worker_side(event, _FAILED, final=True)
 
     def _task_retried(self, event: dict[str, Any]) -> None:
-        host = self._seen(event.get("hostname"))
-        entry = self._entry(event)
-        self._count(_RETRIED, entry[0], entry[1], host)
+        self._worker_side(event, _RETRIED)
 
     def _task_revoked(self, event: dict[str, Any]) -> None:
-        host = self._seen(event.get("hostname"))
-        entry = self._entry(event)
-        self._count(_REVOKED, entry[0], entry[1], host)
-        self.tasks.pop(event.get("uuid", ""), None)
+        self._worker_side(event, _REVOKED, final=True)
 
     def _task_rejected(self, event: dict[str, Any]) -> None:
-        host = self._seen(event.get("hostname"))
-        entry = self._entry(event)
-        self._count(_REJECTED, entry[0], entry[1], host)
-        if not event.get("requeue"):
-            self.tasks.pop(event.get("uuid", ""), None)
+        self._worker_side(event, _REJECTED, final=not event.get("requeue"))
 
     def _worker_event(self, event: dict[str, Any]) -> None:
         online = event["type"] != "worker-offline"
@@ -292,6 +343,7 @@ class EventState:
         """Forget workers silent for longer than worker_purge_seconds (and their series)."""
         now = self.clock()
         with self.lock:
+            self.flush_deferred()
             if now < self._next_purge:
                 return
             self._next_purge = now + PURGE_EVERY_SECONDS
@@ -376,7 +428,8 @@ class EventState:
                                      value=last_event))
         over = CounterMetricFamily("stackmon_celery_events_overflow",
                                    "Values that hit a cap: task_name/queue_name counted under "
-                                   "__other__, hostname ignored, tracked_task forgotten.",
+                                   "__other__, hostname counted as __other__, tracked_task "
+                                   "forgotten, bad_event malformed and skipped.",
                                    labels=["kind"])
         for kind, n in sorted(overflow.items()):
             over.add_metric([kind], float(n))

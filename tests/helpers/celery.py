@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -169,3 +170,40 @@ def value(s: Samples, metric: str, labels: dict[str, str] | None = None,
 def present(s: Samples, metric: str, labels: dict[str, str]) -> bool:
     return any(all(lbl.get(k) == w for k, w in labels.items())
                for lbl, _ in s.samples.get(metric, []))
+
+
+DOC = REPO / "docs" / "celery.md"
+
+
+def documented_names() -> set[str]:
+    """Metric names in the first column of docs/celery.md's reference table."""
+    names = set()
+    for line in Path(DOC).read_text().splitlines():
+        match = re.match(r"\|\s*`((?:stackmon_)?celery_[a-z_]+)`\s*\|", line)
+        if match:
+            names.add(match.group(1))
+    return names
+
+
+RABBITMQ_ONLY = {"celery_queue_active_consumers"}
+
+
+def check_docs(s: Samples) -> None:
+    """Every family in the scrape is documented, every documented one is emitted."""
+    emitted = {name + ("_total" if kind == "counter" else "") for name, kind in s.types.items()
+               if name.startswith(("celery_", "stackmon_celery_"))}
+    documented = documented_names()
+    assert emitted - documented == set(), "emitted but not in docs/celery.md"
+    assert documented - emitted - RABBITMQ_ONLY == set(), "documented but not emitted"
+
+
+def wait_or_dump(exporter: Any, predicate: Any, worker: Worker, timeout: float,
+                 what: str) -> Any:
+    """``wait_for`` that, on timeout, shows the Celery series and the worker's log."""
+    try:
+        return wait_for(predicate, timeout=timeout, what=what)
+    except AssertionError as err:
+        lines = [ln for ln in exporter.scrape().text.splitlines()
+                 if ln.startswith(("celery_", "stackmon_celery")) and "_bucket" not in ln]
+        raise AssertionError(f"{err}\n" + "\n".join(lines) + "\nworker log:\n"
+                             + worker.logs()[-4000:]) from None

@@ -7,9 +7,7 @@ drains them and runs the mix, then it is killed with SIGKILL.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +18,14 @@ from tests.helpers.celery import (
     REDIS_HOST,
     REDIS_PORT,
     Worker,
+    check_docs,
     client_app,
     present,
     start_worker,
     value,
+    wait_or_dump,
 )
 from tests.helpers.exporter import (
-    REPO,
     Exporter,
     Samples,
     promtool_complaints,
@@ -39,7 +38,6 @@ HEARTBEAT_TIMEOUT = 4.0
 PURGE_AFTER = 8.0
 N_OK, M_FAIL, K_RETRY, SLEEPS, SLEEP_SECONDS = 20, 3, 2, 3, 0.3
 PILED_DEFAULT, PILED_PRIO = 5, (0, 5, 9)  # tasks sent while no worker runs
-DOC = REPO / "docs" / "celery.md"
 EXPORTER_ENV = {
     "STACKMON_CELERY_BROKER_URL": BROKER,
     "STACKMON_CELERY_QUEUES": "celery,prio",
@@ -143,12 +141,7 @@ def test_known_mix_gives_exact_counters(exporter: Exporter, app: Any,
             return s
         return None
 
-    try:
-        s = wait_for(done, timeout=60, what="the task mix to finish")
-    except AssertionError:
-        lines = [ln for ln in exporter.scrape().text.splitlines()
-                 if ln.startswith(("celery_task_", "celery_queue")) and "_total" in ln]
-        raise AssertionError("\n".join(lines) + "\nworker log:\n" + worker.logs()) from None
+    s = wait_or_dump(exporter, done, worker, timeout=60, what="the task mix to finish")
     # ok: piled + sent now + the revoked one; every received one ran and succeeded.
     assert count(s, "sent", "stackmon.ok") == ok_total + 1
     assert count(s, "received", "stackmon.ok") == ok_total
@@ -201,28 +194,6 @@ def test_known_mix_gives_exact_counters(exporter: Exporter, app: Any,
     assert s.get("stackmon_celery_events_last_timestamp_seconds") > 0
     assert promtool_complaints(s.text) == []
     check_docs(s)
-
-
-def documented_names() -> set[str]:
-    """Metric names in the first column of docs/celery.md's reference table."""
-    names = set()
-    for line in Path(DOC).read_text().splitlines():
-        match = re.match(r"\|\s*`((?:stackmon_)?celery_[a-z_]+)`\s*\|", line)
-        if match:
-            names.add(match.group(1))
-    return names
-
-
-RABBITMQ_ONLY = {"celery_active_consumer_count"}
-
-
-def check_docs(s: Samples) -> None:
-    """Every family in the scrape is documented, every documented one is emitted."""
-    emitted = {name + ("_total" if kind == "counter" else "") for name, kind in s.types.items()
-               if name.startswith(("celery_", "stackmon_celery_"))}
-    documented = documented_names()
-    assert emitted - documented == set(), "emitted but not in docs/celery.md"
-    assert documented - emitted - RABBITMQ_ONLY == set(), "documented but not emitted"
 
 
 def test_sigkilled_worker_goes_down_then_is_purged(exporter: Exporter,

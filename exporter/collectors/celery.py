@@ -63,7 +63,10 @@ def make_app(settings: CelerySettings) -> Any:
         broker_transport_options={"socket_timeout": timeout,
                                   "socket_connect_timeout": timeout,
                                   "max_retries": 1},
-        broker_heartbeat=10,
+        # No AMQP heartbeats on the scrape and inspect connections: nobody would send
+        # them between scrapes and RabbitMQ would close the connection.  The event
+        # receiver asks for its own (RECEIVER_HEARTBEAT_SECONDS) and sends them.
+        broker_heartbeat=0,
         control_queue_expires=60.0,
     )
     return app

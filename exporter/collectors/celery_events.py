@@ -59,6 +59,8 @@ RECEIVER_BACKOFF_MAX = 30.0
 EVENT_QUEUE_TTL_SECONDS = 60.0
 EVENT_QUEUE_EXPIRES_SECONDS = 60.0
 PURGE_EVERY_SECONDS = 1.0
+# AMQP heartbeat of the receiver's connection: a dead broker is noticed within ~2x this.
+RECEIVER_HEARTBEAT_SECONDS = 10.0
 # How long worker-side events of a task wait for its (late) task-sent event.
 DEFER_SECONDS = 2.0
 
@@ -526,22 +528,32 @@ class EventReceiverThread:
 
         class Receiver(self.app.events.Receiver):  # type: ignore[misc,name-defined]
             connect_max_retries = 1
+            broker_conn: Any = None
 
             def on_consume_ready(self, connection: Any, channel: Any, consumers: Any,
                                  **kwargs: Any) -> None:
+                self.broker_conn = connection
                 thread.up = True
                 log.info('collector=celery msg="event receiver consuming"')
                 if thread.settings.enable_events_at_start:
                     self.app.control.enable_events(connection=connection, channel=channel)
                 super().on_consume_ready(connection, channel, consumers, **kwargs)
 
+            next_heartbeat = 0.0
+
             def on_iteration(self) -> None:
                 state.purge()
+                now = time.monotonic()
+                if self.broker_conn is not None and now >= self.next_heartbeat:
+                    # A busy stream never times out drain_events, where kombu would
+                    # send the AMQP heartbeats: send them here (no-op on Redis).
+                    self.next_heartbeat = now + 1.0
+                    self.broker_conn.heartbeat_check()
 
             def on_connection_error(self, exc: Exception, interval: float) -> None:
                 pass  # reported by the supervisor loop
 
-        with self.app.connection_for_read() as conn:
+        with self.app.connection_for_read(heartbeat=RECEIVER_HEARTBEAT_SECONDS) as conn:
             receiver = Receiver(conn, handlers={"*": state.handle}, app=self.app,
                                 queue_ttl=EVENT_QUEUE_TTL_SECONDS,
                                 queue_expires=EVENT_QUEUE_EXPIRES_SECONDS)

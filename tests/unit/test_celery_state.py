@@ -215,3 +215,15 @@ def test_unknown_and_malformed_events_are_counted_not_fatal() -> None:
     assert get(state, "stackmon_celery_events_total") == 3
     state.handle({"type": "task-succeeded", "uuid": "y", "runtime": "not a number"})
     assert get(state, "stackmon_celery_events_overflow_total", kind="bad_event") == 1
+
+
+def test_scrape_size_does_not_grow_with_tasks_processed() -> None:
+    state = make(Clock())
+    sizes = []
+    for batch in range(3):
+        for i in range(2000):
+            for event in task_events(f"b{batch}-{i}", name=f"t.n{i % 10}"):
+                state.handle(event)
+        sizes.append(len(samples(state)))
+    assert sizes[0] == sizes[1] == sizes[2]
+    assert len(state.tasks) == 0

@@ -16,7 +16,7 @@ app = Celery("stackmon_test", broker=os.environ.get("CELERY_TEST_BROKER",
                                                      "redis://127.0.0.1:6379/12"))
 app.conf.update(
     task_send_sent_event=True,
-    worker_send_task_events=True,
+    worker_send_task_events=os.environ.get("CELERY_TEST_EVENTS", "1") == "1",
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=4,

@@ -53,16 +53,17 @@ class Worker:
 
 
 def start_worker(broker: str, queues: str = "celery", concurrency: int = 2,
-                 pool: str = "threads") -> Worker:
-    """Start a worker with events on (-E); it is up once its worker-online event arrives."""
+                 pool: str = "threads", events: bool = True) -> Worker:
+    """Start a worker with task events on (-E) unless ``events`` is False."""
     hostname = f"stackmon-test-{uuid.uuid4().hex[:8]}@localhost"
     log_fd, log_name = tempfile.mkstemp(prefix="celery-worker-", suffix=".log")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
     env["CELERY_TEST_BROKER"] = broker
+    env["CELERY_TEST_EVENTS"] = "1" if events else "0"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tests.celery_test_app", "worker", "-E",
-         "-c", str(concurrency), "--pool", pool, "-n", hostname, "-Q", queues,
-         "-l", "warning", "--without-gossip", "--without-mingle"],
+        [sys.executable, "-m", "celery", "-A", "tests.celery_test_app", "worker",
+         *(["-E"] if events else []), "-c", str(concurrency), "--pool", pool,
+         "-n", hostname, "-Q", queues, "-l", "warning", "--without-gossip", "--without-mingle"],
         stdout=log_fd, stderr=log_fd, env=env, cwd=REPO)
     os.close(log_fd)
     return Worker(proc, hostname, Path(log_name))

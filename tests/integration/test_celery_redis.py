@@ -44,6 +44,9 @@ EXPORTER_ENV = {
     "STACKMON_CELERY_WORKER_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT),
     "STACKMON_CELERY_WORKER_PURGE_SECONDS": str(PURGE_AFTER),
     "STACKMON_CELERY_INSPECT_INTERVAL_SECONDS": "1",
+    # No worker answers in the first test: each broadcast waits this long, in the
+    # background; scrapes must not.
+    "STACKMON_CELERY_INSPECT_TIMEOUT_SECONDS": "2",
     "STACKMON_CELERY_RUNTIME_BUCKETS": "0.1,0.25,0.5,1",
 }
 
@@ -103,6 +106,10 @@ def test_queue_lengths_pile_up_while_no_worker_runs(exporter: Exporter, app: Any
     s = exporter.scrape()
     assert s.get("celery_broker_up") == 1
     assert s.get("stackmon_service_up", service="celery") == 1
+    # Inspect broadcasts (waiting 2 s each for absent workers) stay off the scrape path.
+    durations = [exporter.scrape().get("stackmon_scrape_collector_duration_seconds",
+                                       collector="celery") for _ in range(10)]
+    assert max(durations) < 1.0, durations
     assert count(s, "sent", "stackmon.ok", "prio") == len(PILED_PRIO)
     assert count(s, "received", "stackmon.ok", "prio") == 0
 

@@ -324,7 +324,7 @@ class CeleryCollector(Collector):
         active = GaugeMetricFamily("celery_worker_tasks_active",
                                    "Tasks the worker is executing (from its heartbeats).",
                                    labels=["hostname"])
-        from_events = set(self.state.workers)
+        from_events = self.state.known_workers()
         for host, data in sorted(snap.workers.items()):
             if host not in from_events and data.get("active") is not None:
                 active.add_metric([host], data["active"])  # events off: inspect active

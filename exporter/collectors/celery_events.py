@@ -367,6 +367,10 @@ class EventState:
             return [h for h, w in self.workers.items()
                     if w.online and now - w.last_seen < timeout]
 
+    def known_workers(self) -> set[str]:
+        with self.lock:
+            return set(self.workers)
+
     def worker_versions(self) -> list[str]:
         with self.lock:
             return [w.version for w in self.workers.values() if w.version]

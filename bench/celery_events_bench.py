@@ -14,6 +14,9 @@ published (no loss) and ``celery_task_succeeded_total`` must sum to the number o
     .venv/bin/python bench/celery_events_bench.py memory --events 1000000 --rate 6000 \
         --keep-running 60
 
+    # in-process: cost of EventState.handle per event and of building/rendering a scrape
+    .venv/bin/python bench/celery_events_bench.py state --events 1000000
+
 ``--keep-running N`` leaves the exporter up N seconds at the end (its URL is printed) so
 that ``scrape_bench.py`` can measure scrapes of the state that is left (100 task names,
 20 workers).
@@ -261,10 +264,59 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def state_bench(events: int) -> None:
+    """In-process: EventState.handle cost per event, and the scrape's two halves."""
+    import dataclasses
+
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    sys.path.insert(0, str(REPO))
+    from exporter.collectors.celery_events import EventState
+    from exporter.config import CelerySettings
+
+    state = EventState(dataclasses.replace(CelerySettings(), broker_url="redis://x/0"))
+    batch = []
+    for i in range(events // EVENTS_PER_TASK):
+        uuid, name, worker = f"u{i}", f"bench.task{i % TASK_NAMES}", f"w{i % WORKERS}@b"
+        batch += [
+            {"type": "task-sent", "uuid": uuid, "name": name, "queue": "celery",
+             "timestamp": 1.0, "hostname": "client@b"},
+            {"type": "task-received", "uuid": uuid, "name": name, "hostname": worker,
+             "timestamp": 1.0},
+            {"type": "task-started", "uuid": uuid, "hostname": worker, "timestamp": 1.1},
+            {"type": "task-succeeded", "uuid": uuid, "hostname": worker, "runtime": 0.01},
+        ]
+    start = time.perf_counter()
+    for event in batch:
+        state.handle(event)
+    per_event = (time.perf_counter() - start) / len(batch) * 1e6
+    rounds = 20
+    start = time.perf_counter()
+    for _ in range(rounds):
+        families = state.metrics()
+    build = (time.perf_counter() - start) / rounds * 1000
+
+    class Fixed:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return families
+
+    registry = CollectorRegistry()
+    registry.register(Fixed())  # type: ignore[arg-type]
+    start = time.perf_counter()
+    for _ in range(rounds):
+        text = generate_latest(registry)
+    render = (time.perf_counter() - start) / rounds * 1000
+    samples = sum(len(f.samples) for f in families)
+    print(f"EventState.handle: {per_event:.2f} us/event over {len(batch)} events")
+    print(f"state.metrics(): {build:.1f} ms, generate_latest: {render:.1f} ms "
+          f"({samples} samples, {len(text)} bytes)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("rate", "memory"))
+    parser.add_argument("mode", choices=("rate", "memory", "state"))
     parser.add_argument("--rates", default="2000,5000,8000,11000")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -274,6 +326,9 @@ def main() -> None:
                         help="raw: pipelined PUBLISH of Celery's wire format (default); "
                         "dispatcher: celery's EventDispatcher.send (slower)")
     args = parser.parse_args()
+    if args.mode == "state":
+        state_bench(args.events)
+        return
     bench = Bench()
     if args.publisher == "dispatcher":
         bench.publisher = staticmethod(publish)  # type: ignore[assignment]

@@ -220,8 +220,8 @@ class CelerySettings:
         500, "distinct task names tracked; the rest are counted under name=\"__other__\"",
         min=1, max=100000)
     max_workers: int = setting(
-        500, "distinct worker hostnames tracked; the rest are ignored (hostname label "
-        "\"__other__\")", min=1, max=100000)
+        500, "distinct worker hostnames tracked; further workers get no worker series and "
+        "hostname=\"__other__\" in task series", min=1, max=100000)
     max_queue_names: int = setting(
         100, "distinct queue names in task series; the rest become \"__other__\"",
         min=1, max=10000)

@@ -292,8 +292,8 @@ class CelerySettings:
         return [s for s in out if s]
 
 
-SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings,
-                              CelerySettings)
+SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings)
+SECTIONS = (*SECTIONS, CelerySettings)
 
 
 @dataclass(frozen=True)

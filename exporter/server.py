@@ -126,6 +126,9 @@ class App:
             if self._slots is not None:
                 self._slots.release()
 
+    def routes(self) -> set[str]:
+        return {self.telemetry_path, "/probe", "/", "/-/healthy", "/-/ready"}
+
     def _probe(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         names = query.get("target", [])
@@ -236,9 +239,20 @@ class _Handler(WSGIRequestHandler):
         handler.request_handler = self  # type: ignore[attr-defined]
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Debug-log a request without echoing client input: an unknown path or a query
+        string could carry anything (a DSN pasted into /probe?target=...)."""
+        app = self.server.get_app()  # type: ignore[attr-defined]
+        path = self.path.split("?", 1)[0]
+        known = isinstance(app, App) and path in app.routes()
+        log.debug("msg=\"request\" client=%s method=%s path=%s status=%s bytes=%s",
+                  self.client_address[0], self.command if known else "-",
+                  path if known else "(other)", getattr(code, "value", code), size)
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("msg=\"request\" client=%s line=\"%s\"", self.client_address[0],
-                  format % args)
+        # http.server's own messages quote the raw request line: keep only the status code.
+        code = args[0] if args and isinstance(args[0], int) else "-"
+        log.debug("msg=\"bad request\" client=%s status=%s", self.client_address[0], code)
 
 
 class Server(ThreadingMixIn, WSGIServer):

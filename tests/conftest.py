@@ -28,5 +28,6 @@ def full_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter
     config.write_text(
         "services:\n  checks:\n"
         "    - {name: postgres-port, type: tcp, address: '127.0.0.1:5432'}\n")
-    env = {"STACKMON_POSTGRES_DSN": PG_DSN, "STACKMON_REDIS_URL": REDIS_URL}
+    env = {"STACKMON_POSTGRES_DSN": PG_DSN, "STACKMON_REDIS_URL": REDIS_URL,
+           "STACKMON_CELERY_BROKER_URL": BROKER_URL}
     yield from exporter_fixture([f"--config.file={config}"], env)

@@ -55,6 +55,10 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
                   lazy("exporter.collectors.redis", "build"), default=None,
                   configured=lambda cfg: cfg.redis.url is not None or bool(cfg.redis.targets),
                   probes=lazy("exporter.collectors.redis", "probes")),
+    CollectorSpec("celery", "Celery broker queue lengths, workers and task events "
+                  "(celery-exporter names; celery.broker_url)",
+                  lazy("exporter.collectors.celery", "build"), default=None,
+                  configured=lambda cfg: cfg.celery.broker_url is not None),
     CollectorSpec("services", "configured HTTP, TCP and nginx stub_status checks "
                   "(blackbox / nginx-prometheus-exporter)",
                   lazy("exporter.collectors.services", "build"), default=None,

@@ -72,6 +72,9 @@ def query(url: str, promql: str) -> list[dict[str, object]]:
     'stackmon_service_up{service="postgres"} == 1',
     'stackmon_service_up{service="redis"} == 1',
     'stackmon_service_up{service="postgres-port"} == 1',
+    'celery_broker_up == 1',
+    'stackmon_celery_events_receiver_up == 1',
+    'sum(celery_queue_length)',
 ])
 def test_query_returns_data(prometheus: str, promql: str) -> None:
     wait_for(lambda: query(prometheus, promql), timeout=30, what=promql)

@@ -1,0 +1,357 @@
+"""Celery: broker up, queue lengths from the broker, event state and inspect data.
+
+On every scrape the collector reads the queue lengths from the broker (the one
+backend call of the scrape) and adds copies of two states kept up to date in the
+background: the event state (``celery_events.py``) and the last inspect replies
+(stats, active, reserved, scheduled, registered, active_queues), refreshed every
+``inspect_interval_seconds`` by a thread of its own so that broadcast timeouts never
+reach the scrape.
+
+Queue lengths: on Redis a queue is a list ``name`` plus one list per priority step
+(``name\\x06\\x163``, ``name\\x06\\x166``, ... -- kombu's priority separator), all summed;
+on RabbitMQ a passive ``queue_declare`` gives the message and consumer counts.
+
+Sample output::
+
+    celery_broker_up 1.0
+    celery_queue_length{queue_name="celery"} 12.0
+    celery_queue_active_consumers{queue_name="celery"} 2.0
+    celery_worker_tasks_reserved{hostname="celery@web-1"} 4.0
+    celery_worker_pool_info{hostname="celery@web-1",implementation="prefork"} 1.0
+    celery_worker_pool_max_concurrency{hostname="celery@web-1"} 2.0
+    stackmon_celery_inspect_last_success_timestamp_seconds 1.7963e+09
+    stackmon_service_up{service="celery"} 1.0
+    stackmon_service_info{role="redis",service="celery",version="5.7.0"} 1.0
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.collectors.base import Collector
+from exporter.collectors.celery_events import EventReceiverThread, EventState
+from exporter.config import CelerySettings, Config
+
+log = logging.getLogger("stackmon.collectors.celery")
+
+REDIS_SCHEMES = ("redis", "rediss")
+# kombu puts priority n of queue "q" in the list "q" + sep + str(n) (priority 0 in "q");
+# its default steps are 0, 3, 6, 9 and custom steps lie in 0..9: read all ten.
+REDIS_PRIORITIES = tuple(range(10))
+REDIS_DEFAULT_SEP = "\x06\x16"
+# The inspect broadcasts made on every refresh (celery.app.control.Inspect methods).
+INSPECT_METHODS = ("stats", "active", "reserved", "scheduled", "registered", "active_queues")
+
+
+def make_app(settings: CelerySettings) -> Any:
+    """A private Celery app for the broker (not set as the current app)."""
+    from celery import Celery
+
+    timeout = settings.broker_timeout_seconds
+    app = Celery("stackmon", broker=settings.url(), set_as_current=False)
+    app.conf.update(
+        broker_connection_timeout=timeout,
+        broker_connection_retry=False,
+        broker_connection_max_retries=1,
+        broker_transport_options={"socket_timeout": timeout,
+                                  "socket_connect_timeout": timeout,
+                                  "max_retries": 1},
+        # No AMQP heartbeats on the scrape and inspect connections: nobody would send
+        # them between scrapes and RabbitMQ would close the connection.  The event
+        # receiver asks for its own (RECEIVER_HEARTBEAT_SECONDS) and sends them.
+        broker_heartbeat=0,
+        control_queue_expires=60.0,
+    )
+    return app
+
+
+@dataclass
+class InspectSnapshot:
+    """The workers' replies to the last inspect round."""
+
+    time: float = 0.0  # unix time of the last successful round (0 = never)
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queues: list[str] = field(default_factory=list)
+
+
+class InspectPoller:
+    """Refreshes the inspect data in a background thread, off the scrape path.
+
+    Each broadcast stops waiting once every worker the events know as online replied
+    (``limit``), else after ``inspect_timeout_seconds``.
+    """
+
+    def __init__(self, app: Any, settings: CelerySettings, state: EventState) -> None:
+        self.app = app
+        self.settings = settings
+        self.state = state
+        self.snapshot = InspectSnapshot()
+        self.ok = False
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.settings.inspect_interval_seconds <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, name="celery-inspect", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+                self.ok = True
+            except Exception as err:
+                self.ok = False
+                log.warning('collector=celery msg="inspect refresh failed" err="%s"', err)
+            self.rounds += 1
+            self._stop.wait(self.settings.inspect_interval_seconds)
+
+    def refresh(self) -> None:
+        expected = len(self.state.online_workers())
+        timeout = self.settings.inspect_timeout_seconds
+        replies: dict[str, dict[str, Any]] = {}
+        with self.app.connection_for_write() as conn:
+            if self.settings.enable_events_at_start:
+                self.app.control.enable_events(connection=conn)
+            inspect = self.app.control.inspect(timeout=timeout, connection=conn,
+                                               limit=expected or None)
+            for method in INSPECT_METHODS:
+                for host, reply in (getattr(inspect, method)() or {}).items():
+                    replies.setdefault(host, {})[method] = reply
+        workers: dict[str, dict[str, Any]] = {}
+        queues: set[str] = set()
+        for host, data in list(replies.items())[: self.settings.max_workers]:
+            stats = data.get("stats") or {}
+            pool = stats.get("pool") or {}
+            workers[host] = {
+                "implementation": _pool_name(pool.get("implementation")),
+                "max_concurrency": pool.get("max-concurrency"),
+                "active": _length(data.get("active")),
+                "reserved": _length(data.get("reserved")),
+                "scheduled": _length(data.get("scheduled")),
+                "registered": _length(data.get("registered")),
+            }
+            for queue in data.get("active_queues") or []:
+                if isinstance(queue, dict) and queue.get("name"):
+                    queues.add(str(queue["name"]))
+        self.snapshot = InspectSnapshot(time.time(), workers,
+                                        sorted(queues)[: self.settings.max_queue_names])
+
+
+def _length(value: Any) -> float | None:
+    return float(len(value)) if isinstance(value, list | dict) else None
+
+
+def _pool_name(implementation: Any) -> str:
+    """``celery.concurrency.prefork:TaskPool`` -> ``prefork``."""
+    text = str(implementation or "unknown")
+    return text.partition(":")[0].rpartition(".")[2] or text
+
+
+class QueueReader:
+    """Reads queue lengths through one long-lived broker connection, repaired on error."""
+
+    def __init__(self, app: Any, settings: CelerySettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.scheme = settings.url().partition("://")[0].lower()
+        self.conn: Any = None
+        self.channel: Any = None
+
+    @property
+    def is_redis(self) -> bool:
+        return self.scheme in REDIS_SCHEMES
+
+    def read(self, queues: list[str]) -> dict[str, tuple[float, float | None]]:
+        """``{queue: (messages, consumers or None)}``; raises when the broker is down."""
+        try:
+            if self.conn is None:
+                self.conn = self.app.connection_for_read()
+                self.conn.ensure_connection(max_retries=1)
+            return self._redis(queues) if self.is_redis else self._amqp(queues)
+        except Exception:
+            self.close()
+            raise
+
+    def _redis(self, queues: list[str]) -> dict[str, tuple[float, float | None]]:
+        channel = self.conn.default_channel
+        sep = getattr(channel, "sep", REDIS_DEFAULT_SEP)
+        steps = sorted(set(REDIS_PRIORITIES) | set(getattr(channel, "priority_steps", ())))
+        client = channel.client
+        with client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                for pri in steps:
+                    pipe.llen(f"{queue}{sep}{pri}" if pri else queue)
+            sizes = pipe.execute()
+        out: dict[str, tuple[float, float | None]] = {}
+        for i, queue in enumerate(queues):
+            out[queue] = (float(sum(sizes[i * len(steps):(i + 1) * len(steps)])), None)
+        return out
+
+    def _amqp(self, queues: list[str]) -> dict[str, tuple[float, float | None]]:
+        not_found = tuple(self.conn.channel_errors)
+        out: dict[str, tuple[float, float | None]] = {}
+        for queue in queues:
+            if self.channel is None:
+                self.channel = self.conn.channel()
+            try:
+                _, messages, consumers = self.channel.queue_declare(queue=queue, passive=True)
+            except not_found:  # no such queue: the broker closed our channel
+                self.channel = None
+                out[queue] = (0.0, 0.0)
+                continue
+            out[queue] = (float(messages), float(consumers))
+        return out
+
+    def close(self) -> None:
+        conn, self.conn, self.channel = self.conn, None, None
+        if conn is not None:
+            try:
+                conn.collect()
+            except Exception:
+                log.debug('collector=celery msg="closing the broker connection failed"',
+                          exc_info=True)
+
+
+class CeleryCollector(Collector):
+    """Queue lengths, workers and task counters of one Celery broker."""
+
+    name = "celery"
+
+    def __init__(self, settings: CelerySettings, start: bool = True) -> None:
+        self.settings = settings
+        self.app = make_app(settings)
+        self.state = EventState(settings)
+        self.receiver = EventReceiverThread(self.app, self.state, settings)
+        self.inspector = InspectPoller(self.app, settings, self.state)
+        self.queues = QueueReader(self.app, settings)
+        self.role = "redis" if self.queues.is_redis else "amqp"
+        self._lock = threading.Lock()
+        if start:
+            self.receiver.start()
+            self.inspector.start()
+
+    @classmethod
+    def from_config(cls, config: Config) -> CeleryCollector:
+        return cls(config.celery)
+
+    def collect(self, deadline: float) -> list[Metric]:
+        self.receiver.ensure_running()
+        snapshot = self.inspector.snapshot
+        names = list(self.settings.queues)
+        names += [q for q in snapshot.queues if q not in names]
+        with self._lock:
+            lengths = self.queues.read(names)
+        length = GaugeMetricFamily("celery_queue_length",
+                                   "Messages waiting in the queue (all priorities).",
+                                   labels=["queue_name"])
+        consumers = GaugeMetricFamily("celery_queue_active_consumers",
+                                      "Consumers of the queue (RabbitMQ only).",
+                                      labels=["queue_name"])
+        for queue, (messages, n_consumers) in sorted(lengths.items()):
+            length.add_metric([queue], messages)
+            if n_consumers is not None:
+                consumers.add_metric([queue], n_consumers)
+        out: list[Metric] = [_gauge("celery_broker_up", "1 if the broker answered.", 1.0),
+                             length]
+        if not self.queues.is_redis:
+            out.append(consumers)
+        out += self._service(1.0)
+        out += self._background_metrics()
+        return out
+
+    def failure_metrics(self) -> list[Metric]:
+        """Broker down: celery_broker_up 0, but the event and inspect state still shown."""
+        out = [_gauge("celery_broker_up", "1 if the broker answered.", 0.0),
+               *self._service(0.0)]
+        try:
+            out += self._background_metrics()
+        except Exception:
+            log.exception('collector=celery msg="event state metrics failed"')
+        return out
+
+    def _service(self, up: float) -> list[Metric]:
+        service_up = GaugeMetricFamily("stackmon_service_up", "1 if the service answered.",
+                                       labels=["service"])
+        service_up.add_metric(["celery"], up)
+        versions = Counter(self.state.worker_versions())
+        version = versions.most_common(1)[0][0] if versions else "unknown"
+        info = GaugeMetricFamily("stackmon_service_info",
+                                 "Service version (workers' Celery version) and role "
+                                 "(broker transport).", labels=["service", "version", "role"])
+        info.add_metric(["celery", version, self.role], 1.0)
+        return [service_up, info]
+
+    def _background_metrics(self) -> list[Metric]:
+        out = self.state.metrics()
+        out += self.receiver.metrics()
+        out += self._inspect_metrics()
+        return out
+
+    def _inspect_metrics(self) -> list[Metric]:
+        snap = self.inspector.snapshot
+        per_host = {
+            "reserved": GaugeMetricFamily("celery_worker_tasks_reserved",
+                                          "Tasks the worker has prefetched, waiting to run "
+                                          "(inspect reserved).", labels=["hostname"]),
+            "scheduled": GaugeMetricFamily("celery_worker_tasks_scheduled",
+                                           "Tasks with an ETA/countdown held by the worker "
+                                           "(inspect scheduled).", labels=["hostname"]),
+            "registered": GaugeMetricFamily("celery_worker_tasks_registered",
+                                            "Task types registered in the worker (inspect "
+                                            "registered).", labels=["hostname"]),
+            "max_concurrency": GaugeMetricFamily("celery_worker_pool_max_concurrency",
+                                                 "Pool size of the worker (inspect stats).",
+                                                 labels=["hostname"]),
+        }
+        pool = GaugeMetricFamily("celery_worker_pool_info",
+                                 "Pool implementation of the worker (inspect stats).",
+                                 labels=["hostname", "implementation"])
+        active = GaugeMetricFamily("celery_worker_tasks_active",
+                                   "Tasks the worker is executing (from its heartbeats).",
+                                   labels=["hostname"])
+        from_events = self.state.known_workers()
+        for host, data in sorted(snap.workers.items()):
+            if host not in from_events and data.get("active") is not None:
+                active.add_metric([host], data["active"])  # events off: inspect active
+            for key, family in per_host.items():
+                value = data.get(key)
+                if value is not None:
+                    family.add_metric([host], float(value))
+            pool.add_metric([host, data["implementation"]], 1.0)
+        return [*per_host.values(), pool, active,
+                _gauge("stackmon_celery_inspect_last_success_timestamp_seconds",
+                       "Unix time of the last inspect round that succeeded (0 = never); "
+                       "the celery_worker_tasks_reserved/scheduled/registered and pool "
+                       "series are that old.", snap.time),
+                _gauge("stackmon_celery_inspect_up",
+                       "1 if the last inspect round succeeded.", 1.0 if self.inspector.ok
+                       else 0.0)]
+
+    def close(self) -> None:
+        self.receiver.stop()
+        self.inspector.stop()
+        self.queues.close()
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def build(cfg: Config) -> list[Collector]:
+    """The Celery collector for the COLLECTORS table."""
+    return [CeleryCollector.from_config(cfg)]

@@ -5,7 +5,7 @@
 #   BENCH_WORK=/tmp/redis-bench bash bench/redis_bench.sh [scrape_bench.py args]
 #
 # Writes $BENCH_WORK/redis-{10,1000000}keys.json and .md; the numbers go into
-# bench/RESULTS-redis.md by hand.  Everything started here is stopped here, by PID.
+# bench/RESULTS.md by hand.  Everything started here is stopped here, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${BENCH_WORK:-/tmp/stackmon-redis-bench}

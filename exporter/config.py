@@ -710,9 +710,9 @@ def _collect_secrets(obj: Any, found: list[str]) -> None:
             for item in value:
                 if dataclasses.is_dataclass(item):
                     _collect_secrets(item, found)
-        hook = getattr(obj, "extra_secrets", None)
-        if callable(hook):
-            found.extend(hook())
+    hook = getattr(obj, "extra_secrets", None)
+    if callable(hook):
+        found.extend(hook())
 
 
 # ---------------------------------------------------------------------------

@@ -270,7 +270,8 @@ class CeleryCollector(Collector):
                              length]
         if not self.queues.is_redis:
             out.append(consumers)
-        out += self._service(1.0)
+        # The service is up when the broker answers and at least one worker is alive.
+        out += self._service(1.0 if self.state.online_workers() else 0.0)
         out += self._background_metrics()
         return out
 

@@ -97,6 +97,7 @@ def test_receiver_resumes_after_broker_restart(exporter: Exporter, worker: Worke
     down = exporter.scrape()
     assert down.get("celery_broker_up") == 0
     assert down.get("stackmon_scrape_collector_success", collector="celery") == 0
+    assert down.get("stackmon_service_up", service="celery") == 0
     # The event state is still served while the broker is away.
     assert succeeded(down, "stackmon.sleep") == 5
 

@@ -105,7 +105,7 @@ def test_queue_lengths_pile_up_while_no_worker_runs(exporter: Exporter, app: Any
     assert any(client.llen(f"prio\x06\x16{p}") for p in range(1, 10))
     s = exporter.scrape()
     assert s.get("celery_broker_up") == 1
-    assert s.get("stackmon_service_up", service="celery") == 1
+    assert s.get("stackmon_service_up", service="celery") == 0  # broker up, but no worker
     # Inspect broadcasts (waiting 2 s each for absent workers) stay off the scrape path.
     durations = [exporter.scrape().get("stackmon_scrape_collector_duration_seconds",
                                        collector="celery") for _ in range(10)]
@@ -207,9 +207,11 @@ def test_sigkilled_worker_goes_down_then_is_purged(exporter: Exporter,
                                                    worker_box: dict[str, Worker]) -> None:
     worker = worker_box["w"]
     assert exporter.scrape().get("celery_worker_up", hostname=worker.hostname) == 1
+    assert exporter.scrape().get("stackmon_service_up", service="celery") == 1
     worker.kill()
     wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=worker.hostname) == 0,
              timeout=HEARTBEAT_TIMEOUT + 3, interval=0.2, what="celery_worker_up 0")
     assert exporter.scrape().get("celery_workers") == 0
+    assert exporter.scrape().get("stackmon_service_up", service="celery") == 0
     wait_for(lambda: not exporter.scrape().has("celery_worker_up", hostname=worker.hostname),
              timeout=PURGE_AFTER + 3, interval=0.2, what="the dead worker's series to go")

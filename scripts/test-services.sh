@@ -33,6 +33,17 @@ if ! port_open 5432; then
     done
     wait_port 5432 PostgreSQL
 fi
+# Tests connect as postgres over loopback without a password (trust), as on CI machines.
+# A fresh Debian cluster asks for a password there: allow loopback only, once.
+if ! psql "host=127.0.0.1 user=postgres dbname=postgres connect_timeout=5" -Atc 'select 1' \
+        >/dev/null 2>&1 </dev/null; then
+    hba=$(runuser -u postgres -- psql -Atc 'show hba_file' 2>/dev/null || true)
+    if [ -n "$hba" ] && ! grep -q '^host all all 127.0.0.1/32 trust # stackmon tests' "$hba"; then
+        echo "test-services: allowing passwordless loopback connections for the tests"
+        sed -i '1i host all all 127.0.0.1/32 trust # stackmon tests\nhost all all ::1/128 trust # stackmon tests' "$hba"
+        runuser -u postgres -- psql -Atc 'select pg_reload_conf()' >/dev/null
+    fi
+fi
 if ! port_open 6379; then
     echo "test-services: starting Redis"
     mkdir -p /var/lib/redis /var/log/redis

@@ -22,7 +22,15 @@ import psycopg
 
 from tests.helpers.exporter import free_port, wait_for
 
-PG_BIN = Path(os.environ.get("STACKMON_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _default_pg_bin() -> str:
+    """The newest installed server's binaries (Debian: /usr/lib/postgresql/<major>/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    return str(found[-1].parent) if found else "/usr/lib/postgresql/15/bin"
+
+
+PG_BIN = Path(os.environ.get("STACKMON_PG_BIN") or _default_pg_bin())
 PG_USER = "postgres"
 
 

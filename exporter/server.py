@@ -14,6 +14,7 @@ credentials.  Beyond ``web.max_requests`` concurrent requests the answer is 503.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import html
 import logging
@@ -200,6 +201,20 @@ class _ServerHandler(ServerHandler):
     http_version = "1.1"  # every response has a Content-Length, so keep-alive is safe
 
 
+class _ResponseBuffer:
+    """Collects wsgiref's many small writes (status, each header, body) into one send."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 class _Handler(WSGIRequestHandler):
     """HTTP/1.1 keep-alive (Prometheus reuses its connection), quiet logging, and a socket
     timeout so slow or idle clients cannot hold a thread for long."""
@@ -210,6 +225,10 @@ class _Handler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # wsgiref sends status, headers and body in separate writes; without NODELAY a
+        # keep-alive client waits for Nagle + delayed ACK (~40 ms) on every response.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
 
@@ -233,11 +252,13 @@ class _Handler(WSGIRequestHandler):
             return
         if not self.parse_request():  # it has sent the error and set close_connection
             return
-        handler = _ServerHandler(self.rfile, self.wfile,  # type: ignore[arg-type]
+        out = _ResponseBuffer()
+        handler = _ServerHandler(self.rfile, out,  # type: ignore[arg-type]
                                  self.get_stderr(), self.get_environ(),
                                  multithread=True)
         handler.request_handler = self  # type: ignore[attr-defined]
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
+        self.wfile.write(b"".join(out.parts))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Debug-log a request without echoing client input: an unknown path or a query

@@ -17,13 +17,14 @@ Sample self-metrics::
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -55,14 +56,72 @@ class RunState:
     last_success: bool | None = None
     last_success_time: float | None = None  # wall clock
     last_error: str = ""
-    busy: bool = False
+
+
+T = TypeVar("T")
 
 
 @dataclass
-class _Outcome:
-    metrics: list[Metric]
-    success: bool
-    duration: float
+class Outcome(Generic[T]):
+    """How one call in a ParallelRunner round ended."""
+
+    state: str  # "ok", "error" (raised), "timeout" (still running at the deadline), "busy"
+    value: T | None = None
+    error: Exception | None = None
+    duration: float = 0.0
+    finished: float = 0.0  # time.monotonic() when it returned
+
+
+class ParallelRunner(Generic[T]):
+    """Runs one call per key, each in a daemon thread, and waits until the deadline.
+
+    A key whose call from an earlier round has not returned yet is not started again
+    (``state="busy"``), so a hung backend holds one thread, never a pile of them.
+    Used for the collectors of a scrape and for the checks of the services collector.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def busy(self, key: str) -> bool:
+        with self._lock:
+            return key in self._busy
+
+    def run(self, calls: Mapping[str, Callable[[], T]], deadline: float
+            ) -> dict[str, Outcome[T]]:
+        outcomes: dict[str, Outcome[T]] = {}
+        started: list[tuple[str, threading.Thread, list[Outcome[T]], float]] = []
+        for key, call in calls.items():
+            with self._lock:
+                if key in self._busy:
+                    outcomes[key] = Outcome("busy")
+                    continue
+                self._busy.add(key)
+            box: list[Outcome[T]] = []
+            thread = threading.Thread(target=self._call, args=(key, call, box),
+                                      name=f"{self.name}-{key}", daemon=True)
+            thread.start()
+            started.append((key, thread, box, time.monotonic()))
+        for key, thread, box, start in started:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            outcomes[key] = box[0] if box else Outcome(
+                "timeout", duration=time.monotonic() - start)
+        return outcomes
+
+    def _call(self, key: str, call: Callable[[], T], box: list[Outcome[T]]) -> None:
+        start = time.monotonic()
+        try:
+            outcome: Outcome[T] = Outcome("ok", value=call())
+        except Exception as err:  # isolation: report it, never let it escape the thread
+            outcome = Outcome("error", error=err)
+        finally:
+            with self._lock:
+                self._busy.discard(key)
+        outcome.finished = time.monotonic()
+        outcome.duration = outcome.finished - start
+        box.append(outcome)
 
 
 class _Flight:
@@ -96,6 +155,7 @@ class CollectorSet:
         self.collectors = list(collectors)
         self.state = {c.name: RunState() for c in self.collectors}
         self._lock = threading.Lock()
+        self._runner: ParallelRunner[list[Metric]] = ParallelRunner("collector")
         self._flight: _Flight | None = None
         self._extras = list(extras)
 
@@ -121,31 +181,14 @@ class CollectorSet:
         return flight.result
 
     def _collect_now(self, deadline: float) -> list[Metric]:
-        outcomes: dict[str, _Outcome] = {}
-        threads: list[tuple[Collector, threading.Thread, dict[str, _Outcome]]] = []
-        started = time.monotonic()
+        outcomes = self._runner.run(
+            {c.name: functools.partial(c.collect, deadline) for c in self.collectors}, deadline)
+        results: dict[str, tuple[list[Metric], bool, float]] = {}
         for collector in self.collectors:
-            state = self.state[collector.name]
-            with self._lock:
-                if state.busy:
-                    log.warning("collector=%s msg=\"still running from an earlier scrape; "
-                                "not started again\"", collector.name)
-                    outcomes[collector.name] = _Outcome([], False, 0.0)
-                    continue
-                state.busy = True
-            box: dict[str, _Outcome] = {}
-            thread = threading.Thread(target=self._run_one, args=(collector, deadline, box),
-                                      name=f"collector-{collector.name}", daemon=True)
-            thread.start()
-            threads.append((collector, thread, box))
-        for collector, thread, box in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-            outcome = box.get("outcome")
-            if outcome is None:
-                log.warning("collector=%s msg=\"deadline exceeded\"", collector.name)
-                self.state[collector.name].last_error = "deadline exceeded"
-                outcome = _Outcome([], False, time.monotonic() - started)
-            outcomes[collector.name] = outcome
+            outcome = outcomes[collector.name]
+            ok = outcome.state == "ok" and outcome.finished <= deadline
+            self._record(collector.name, outcome, ok)
+            results[collector.name] = (outcome.value or [] if ok else [], ok, outcome.duration)
 
         metrics: list[Metric] = []
         duration = GaugeMetricFamily(
@@ -156,13 +199,10 @@ class CollectorSet:
             "1 if the collector finished without error within the deadline.",
             labels=["collector"])
         for collector in self.collectors:
-            outcome = outcomes[collector.name]
-            if outcome.success:
-                metrics.extend(outcome.metrics)
-            else:
-                metrics.extend(self._failure_metrics(collector))
-            duration.add_metric([collector.name], outcome.duration)
-            success.add_metric([collector.name], 1.0 if outcome.success else 0.0)
+            collected, ok, elapsed = results[collector.name]
+            metrics.extend(collected if ok else self._failure_metrics(collector))
+            duration.add_metric([collector.name], elapsed)
+            success.add_metric([collector.name], 1.0 if ok else 0.0)
         metrics.extend((duration, success))
         for extra in self._extras:
             metrics.extend(extra())
@@ -175,29 +215,26 @@ class CollectorSet:
             log.exception("collector=%s msg=\"failure_metrics raised\"", collector.name)
             return []
 
-    def _run_one(self, collector: Collector, deadline: float, box: dict[str, _Outcome]) -> None:
-        state = self.state[collector.name]
-        start = time.monotonic()
-        try:
-            metrics = collector.collect(deadline)
-            ok = True
-        except Exception as err:  # isolation: one collector never breaks the scrape
-            metrics, ok = [], False
+    def _record(self, name: str, outcome: Outcome[list[Metric]], ok: bool) -> None:
+        """Log a failure and remember the run for the landing page."""
+        state = self.state[name]
+        if outcome.state == "busy":
+            log.warning('collector=%s msg="still running from an earlier scrape; not started '
+                        'again"', name)
+            state.last_error = "still running"
+        elif outcome.state == "error":
+            err = outcome.error
+            log.warning('collector=%s msg="collect failed" err="%s"', name, err,
+                        exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             state.last_error = type(err).__name__
-            log.warning("collector=%s msg=\"collect failed\" err=\"%s\"",
-                        collector.name, err, exc_info=log.isEnabledFor(logging.DEBUG))
-        elapsed = time.monotonic() - start
-        if ok and time.monotonic() > deadline:
-            ok, metrics = False, []
+        elif not ok:
+            log.warning('collector=%s msg="deadline exceeded"', name)
             state.last_error = "deadline exceeded"
-        state.last_duration = elapsed
+        state.last_duration = outcome.duration
         state.last_success = ok
         if ok:
             state.last_success_time = time.time()
             state.last_error = ""
-        box["outcome"] = _Outcome(metrics, ok, elapsed)
-        with self._lock:
-            state.busy = False
 
     def close(self) -> None:
         for collector in self.collectors:

@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import base64
 import calendar
+import functools
 import http.client
 import logging
 import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter import __version__
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, ParallelRunner
 from exporter.config import Config, ServiceCheck, parse_host_port
 
 log = logging.getLogger("stackmon.collectors.services")
@@ -94,10 +94,8 @@ class _Slot:
 
     check: ServiceCheck
     ssl_context: ssl.SSLContext | None = None
-    busy: bool = False
     version: str = ""
     last_reason: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class CheckFailed(Exception):
@@ -337,6 +335,7 @@ class ServicesCollector(Collector):
 
     def __init__(self, checks: Sequence[ServiceCheck]) -> None:
         self.slots = [_Slot(check, _ssl_context(check)) for check in checks]
+        self.runner: ParallelRunner[CheckResult] = ParallelRunner("check")
 
     @classmethod
     def from_config(cls, cfg: Config) -> ServicesCollector:
@@ -350,49 +349,32 @@ class ServicesCollector(Collector):
     def collect(self, deadline: float) -> list[Metric]:
         now = time.monotonic()
         stop = deadline - min(DEADLINE_MARGIN_SECONDS, 0.1 * max(0.0, deadline - now))
+        outcomes = self.runner.run(
+            {slot.check.name: functools.partial(self._run, slot, stop) for slot in self.slots},
+            stop)
         results: dict[str, CheckResult] = {}
-        running: list[tuple[_Slot, threading.Thread, dict[str, CheckResult], float]] = []
         for slot in self.slots:
-            with slot.lock:
-                if slot.busy:
-                    results[slot.check.name] = CheckResult(up=False, reason="busy")
-                    continue
-                slot.busy = True
-            box: dict[str, CheckResult] = {}
-            thread = threading.Thread(target=self._run, args=(slot, stop, box),
-                                      name=f"check-{slot.check.name}", daemon=True)
-            thread.start()
-            running.append((slot, thread, box, time.monotonic()))
-        for slot, thread, box, started in running:
-            thread.join(max(0.0, stop - time.monotonic()))
-            result = box.get("result")
-            if result is None:
-                result = CheckResult(up=False, duration=time.monotonic() - started,
-                                     reason="deadline")
+            outcome = outcomes[slot.check.name]
+            if outcome.state == "ok" and outcome.value is not None:
+                result = outcome.value
+            else:
+                reason = {"busy": "busy", "timeout": "deadline"}.get(outcome.state) or (
+                    classify(outcome.error) if outcome.error else "error")
+                result = CheckResult(up=False, duration=outcome.duration, reason=reason)
             results[slot.check.name] = result
-        for slot in self.slots:
-            self._note(slot, results[slot.check.name])
+            self._note(slot, result)
         return self._families(results)
 
     def failure_metrics(self) -> list[Metric]:
         return self._families({s.check.name: CheckResult(up=False) for s in self.slots})
 
-    def _run(self, slot: _Slot, stop: float, box: dict[str, CheckResult]) -> None:
+    @staticmethod
+    def _run(slot: _Slot, stop: float) -> CheckResult:
         check = slot.check
         deadline = min(stop, time.monotonic() + check.timeout_seconds)
-        start = time.monotonic()
-        try:
-            if check.type == "tcp":
-                result = check_tcp(check, deadline)
-            else:
-                result = check_http(check, deadline, slot.ssl_context)
-        except Exception as err:
-            result = CheckResult(up=False, duration=time.monotonic() - start,
-                                 reason=classify(err))
-        finally:
-            with slot.lock:
-                slot.busy = False
-        box["result"] = result
+        if check.type == "tcp":
+            return check_tcp(check, deadline)
+        return check_http(check, deadline, slot.ssl_context)
 
     def _note(self, slot: _Slot, result: CheckResult) -> None:
         """Remember the version; log when a check changes state (not on every scrape)."""

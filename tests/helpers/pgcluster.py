@@ -22,6 +22,7 @@ import psycopg
 
 from tests.helpers.exporter import free_port, wait_for
 
+
 def _default_pg_bin() -> str:
     """The newest installed server's binaries (Debian: /usr/lib/postgresql/<major>/bin)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),

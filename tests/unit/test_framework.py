@@ -87,7 +87,7 @@ def test_timed_out_collector_is_not_started_again() -> None:
     assert hung.max_running == 1
     hung.release.set()
     deadline = time.monotonic() + 5
-    while cs.state["hung"].busy and time.monotonic() < deadline:
+    while cs._runner.busy("hung") and time.monotonic() < deadline:
         time.sleep(0.01)
     metrics = cs.collect(time.monotonic() + 2)
     assert success(metrics, "hung") == 1.0

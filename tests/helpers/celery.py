@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.docs import table_names
-from tests.helpers.exporter import REPO, Samples, free_port, wait_for
+from tests.helpers.exporter import REPO, Exporter, Samples, free_port, start_exporter, wait_for
 
 REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("REDIS_PORT", "6379"))
@@ -200,3 +200,22 @@ def wait_or_dump(exporter: Any, predicate: Any, worker: Worker, timeout: float,
                  if ln.startswith(("celery_", "stackmon_celery")) and "_bucket" not in ln]
         raise AssertionError(f"{err}\n" + "\n".join(lines) + "\nworker log:\n"
                              + worker.logs()[-4000:]) from None
+
+
+def receiving_exporter(env: dict[str, str], args: tuple[str, ...] = ()) -> Iterator[Exporter]:
+    """A Celery-only exporter, yielded once its event receiver is connected."""
+    exp = start_exporter(["--no-collector.host", *args], env)
+    try:
+        wait_for(lambda: exp.scrape().get("stackmon_celery_events_receiver_up") == 1,
+                 timeout=30, what="event receiver up")
+        yield exp
+    finally:
+        exp.stop()
+
+
+def worker_box() -> Iterator[dict[str, Worker]]:
+    """Workers a test starts, killed when the module is done."""
+    box: dict[str, Worker] = {}
+    yield box
+    for worker in box.values():
+        worker.kill()

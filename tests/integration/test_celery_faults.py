@@ -17,10 +17,11 @@ from tests.helpers.celery import (
     client_app,
     own_redis,
     present,
+    receiving_exporter,
     start_worker,
     value,
 )
-from tests.helpers.exporter import Exporter, Samples, start_exporter, wait_for
+from tests.helpers.exporter import Exporter, Samples, wait_for
 
 PASSWORD = "s3cr3t-Celery-pw"
 LOAD_TASKS = 20_000
@@ -41,20 +42,14 @@ def exporter(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Exporter]:
     password_file = Path(tmp_path_factory.mktemp("secret")) / "redis-password"
     password_file.write_text(PASSWORD + "\n")
-    exp = start_exporter(["--no-collector.host", "--log.level=debug"], {
+    for exp in receiving_exporter({
         "STACKMON_CELERY_BROKER_URL": redis_server.url(with_password=False),
         "STACKMON_CELERY_BROKER_PASSWORD_FILE": str(password_file),
         "STACKMON_CELERY_WORKER_HEARTBEAT_TIMEOUT_SECONDS": "30",
         "STACKMON_CELERY_INSPECT_INTERVAL_SECONDS": "2",
-    })
-    try:
-        wait_for(lambda: exp.scrape().get("stackmon_celery_events_receiver_up") == 1,
-                 timeout=30, what="event receiver up")
+    }, ("--log.level=debug",)):
         yield exp
-    finally:
-        exp.stop()
-        logs = exp.logs()
-        assert PASSWORD not in logs
+        assert PASSWORD not in exp.logs()
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,13 @@ from tests.helpers.celery import (
     check_docs,
     client_app,
     rabbit_vhost,
+    receiving_exporter,
     start_worker,
     value,
     wait_or_dump,
+    worker_box,
 )
-from tests.helpers.exporter import Exporter, Samples, promtool_complaints, start_exporter, wait_for
+from tests.helpers.exporter import Exporter, Samples, promtool_complaints, wait_for
 
 N_OK, M_FAIL, K_RETRY, SLEEPS, SLEEP_SECONDS, PILED = 10, 2, 2, 2, 0.3, 4
 
@@ -30,18 +32,13 @@ def broker() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def exporter(broker: str) -> Iterator[Exporter]:
-    exp = start_exporter(["--no-collector.host"], {
+    for exp in receiving_exporter({
         "STACKMON_CELERY_BROKER_URL": broker,
         "STACKMON_CELERY_QUEUES": "celery,absent",
         "STACKMON_CELERY_WORKER_HEARTBEAT_TIMEOUT_SECONDS": "4",
         "STACKMON_CELERY_INSPECT_INTERVAL_SECONDS": "1",
-    })
-    try:
-        wait_for(lambda: exp.scrape().get("stackmon_celery_events_receiver_up") == 1,
-                 timeout=30, what="event receiver up")
+    }):
         yield exp
-    finally:
-        exp.stop()
         assert "guest:guest" not in exp.logs()
 
 
@@ -50,12 +47,9 @@ def app(broker: str) -> Any:
     return client_app(broker)
 
 
-@pytest.fixture(scope="module")
-def worker_box() -> Iterator[dict[str, Worker]]:
-    box: dict[str, Worker] = {}
-    yield box
-    for worker in box.values():
-        worker.kill()
+@pytest.fixture(scope="module", name="worker_box")
+def worker_box_fixture() -> Iterator[dict[str, Worker]]:
+    yield from worker_box()
 
 
 def count(s: Samples, kind: str, name: str) -> float:

@@ -21,15 +21,16 @@ from tests.helpers.celery import (
     check_docs,
     client_app,
     present,
+    receiving_exporter,
     start_worker,
     value,
     wait_or_dump,
+    worker_box,
 )
 from tests.helpers.exporter import (
     Exporter,
     Samples,
     promtool_complaints,
-    start_exporter,
     wait_for,
 )
 
@@ -60,13 +61,9 @@ def flush() -> None:
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[Exporter]:
     flush()
-    exp = start_exporter(["--no-collector.host"], EXPORTER_ENV)
     try:
-        wait_for(lambda: exp.scrape().get("stackmon_celery_events_receiver_up") == 1,
-                 timeout=30, what="event receiver up")
-        yield exp
+        yield from receiving_exporter(EXPORTER_ENV)
     finally:
-        exp.stop()
         flush()
 
 
@@ -75,12 +72,9 @@ def app() -> Any:
     return client_app(BROKER)
 
 
-@pytest.fixture(scope="module")
-def worker_box() -> Iterator[dict[str, Worker]]:
-    box: dict[str, Worker] = {}
-    yield box
-    for worker in box.values():
-        worker.kill()
+@pytest.fixture(scope="module", name="worker_box")
+def worker_box_fixture() -> Iterator[dict[str, Worker]]:
+    yield from worker_box()
 
 
 def count(s: Samples, kind: str, name: str, queue: str = "celery") -> float:

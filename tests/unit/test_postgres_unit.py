@@ -192,4 +192,4 @@ def test_refused_port_fails_fast() -> None:
     start = time.monotonic()
     with pytest.raises(ConnectionError):
         collector.collect(time.monotonic() + 5)
-    assert time.monotonic() - start < 1
+    assert time.monotonic() - start < 2.5  # vs the 5 s budget

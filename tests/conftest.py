@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.helpers.exporter import Exporter, exporter_fixture
 
@@ -30,4 +31,10 @@ def full_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter
         "    - {name: postgres-port, type: tcp, address: '127.0.0.1:5432'}\n")
     env = {"STACKMON_POSTGRES_DSN": PG_DSN, "STACKMON_REDIS_URL": REDIS_URL,
            "STACKMON_CELERY_BROKER_URL": BROKER_URL}
-    yield from exporter_fixture([f"--config.file={config}"], env)
+    try:
+        yield from exporter_fixture([f"--config.file={config}"], env)
+    finally:
+        # The Celery collector's inspect broadcasts leave kombu keys in its broker DB.
+        client = redis.Redis.from_url(BROKER_URL)
+        client.flushdb()
+        client.close()

@@ -2,12 +2,12 @@
 # bench/pg_bench.sh - stackmon's PostgreSQL collector vs Debian's prometheus-postgres-exporter,
 # same database, same run, 3 runs with the target order rotated.
 #   BENCH_WORK=/tmp/pg-bench-work bash bench/pg_bench.sh
-# Needs /work/shared/bench (BENCH=...) and `start_anchors.sh dbs` (PostgreSQL 15 + the bench
+# Needs ../shared/bench (BENCH=...) and `start_anchors.sh dbs` (PostgreSQL 15 + the bench
 # database; the postgres role's password is set to "bench"). Starts its own two exporters on
 # free loopback ports (postgres_exporter exactly as start_anchors.sh runs it) and stops them.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BENCH=${BENCH:-/work/shared/bench}
+BENCH=${BENCH:-$HERE/../shared/bench}
 WORK=${BENCH_WORK:-/tmp/stackmon-bench}
 N=${N:-200} C=${C:-8} K=${K:-50}
 mkdir -p "$WORK/results-pg"

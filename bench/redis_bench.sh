@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${BENCH_WORK:-/tmp/stackmon-redis-bench}
-HARNESS=${BENCH_HARNESS:-/work/shared/bench/scrape_bench.py}
+HARNESS=${BENCH_HARNESS:-../shared/bench/scrape_bench.py}
 mkdir -p "$WORK"
 free_port() { .venv/bin/python -c 'from tests.helpers.exporter import free_port; print(free_port())'; }
 RPORT=$(free_port); SPORT=$(free_port); XPORT=$(free_port)

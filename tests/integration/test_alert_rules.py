@@ -14,6 +14,7 @@ import yaml
 
 from tests.helpers.alerts import (
     PROMETHEUS_SERIES,
+    README,
     alerts,
     documented_metrics,
     metric_names,
@@ -112,3 +113,11 @@ def test_metric_name_parser() -> None:
     assert "node_memory_MemAvailable_bytes" in documented_metrics()
     assert "celery_task_runtime_seconds_bucket" in documented_metrics()
     assert "not_a_metric" not in documented_metrics()
+
+
+def test_every_alert_is_in_the_readme_alerts_table() -> None:
+    text = README.read_text()
+    start = text.index("\n## Alerts\n")
+    section = text[start:text.index("\n## ", start + 5)]
+    listed = set(re.findall(r"`([A-Z][A-Za-z]+)`", section))
+    assert sorted({a["alert"] for a in alerts()} ^ listed) == []

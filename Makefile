@@ -1,10 +1,12 @@
 # Developer shortcuts; the README's two commands are scripts/run.sh and scripts/test.sh.
-.PHONY: run test lint services bench dashboards
+.PHONY: run test lint services bench dashboards alerts
 run:
 	bash scripts/run.sh
 test:
 	bash scripts/test.sh
 lint:
 	.venv/bin/ruff check exporter tests scripts bench && .venv/bin/mypy
+alerts:
+	promtool check rules prometheus/rules/*.yml && promtool test rules prometheus/tests/*.yml
 services:
 	bash scripts/test-services.sh

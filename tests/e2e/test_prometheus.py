@@ -3,49 +3,12 @@ honoured, and host queries return data."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
-import urllib.parse
-from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.exporter import REPO, Exporter, free_port, http_get, wait_for
-
-PROMETHEUS = shutil.which("prometheus")
-
-
-@pytest.fixture(scope="module")
-def prometheus(full_exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[str]:
-    if PROMETHEUS is None:
-        pytest.fail("prometheus is not installed; run scripts/test-services.sh")
-    d = tmp_path_factory.mktemp("prometheus")
-    config = d / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-        "scrape_configs:\n  - job_name: stackmon\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{full_exporter.port}']\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={d / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(d / "prometheus.log").open("w"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_get(url + "/-/ready")[0] == 200, timeout=30, what="prometheus")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-
-
-def query(url: str, promql: str) -> list[dict[str, object]]:
-    status, _, body = http_get(f"{url}/api/v1/query?query={urllib.parse.quote(promql)}")
-    assert status == 200, body
-    result: list[dict[str, object]] = json.loads(body)["data"]["result"]
-    return result
+from tests.helpers.exporter import REPO, wait_for
+from tests.helpers.prometheus import query
 
 
 @pytest.mark.parametrize("promql", [

@@ -1,0 +1,39 @@
+"""A real Prometheus scraping the full exporter, shared by the e2e tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers.exporter import Exporter, free_port, http_get, wait_for
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.fixture(scope="session")
+def prometheus(full_exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[str]:
+    """URL of a Prometheus scraping ``full_exporter`` every second."""
+    if PROMETHEUS is None:
+        pytest.fail("prometheus is not installed; run scripts/test-services.sh")
+    d = tmp_path_factory.mktemp("prometheus")
+    config = d / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: stackmon\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{full_exporter.port}']\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={d / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(d / "prometheus.log").open("w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_get(url + "/-/ready")[0] == 200, timeout=30, what="prometheus")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)

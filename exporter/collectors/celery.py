@@ -94,7 +94,6 @@ class InspectPoller:
         self.state = state
         self.snapshot = InspectSnapshot()
         self.ok = False
-        self.rounds = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,7 +116,6 @@ class InspectPoller:
             except Exception as err:
                 self.ok = False
                 log.warning('collector=celery msg="inspect refresh failed" err="%s"', err)
-            self.rounds += 1
             self._stop.wait(self.settings.inspect_interval_seconds)
 
     def refresh(self) -> None:

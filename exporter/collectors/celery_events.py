@@ -59,7 +59,6 @@ TASK_COUNTERS = {
     "revoked": "celery_task_revoked_total",
     "rejected": "celery_task_rejected_total",
 }
-TASK_EVENTS = tuple(TASK_COUNTERS)
 OVERFLOW = "__other__"  # label value for names beyond a cap
 UNKNOWN = "unknown"  # task name/queue not known (events from before we started listening)
 RECEIVER_BACKOFF_START = 0.5

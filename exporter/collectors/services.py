@@ -49,8 +49,10 @@ USER_AGENT = f"stackmon/{__version__}"
 # Bodies are read up to this size (for body_regex and stub_status); the rest is dropped.
 MAX_BODY_BYTES = 1 << 20
 READ_CHUNK = 64 * 1024
-# Checks stop this much before the scrape deadline so their results still make it.
-DEADLINE_MARGIN_SECONDS = 0.05
+# Checks give up this much before the scrape deadline, and the collector waits for them
+# until half of it has passed: a check that times out on its own socket has that half
+# to report, so it is not still running (and "busy") when the next scrape comes.
+DEADLINE_MARGIN_SECONDS = 0.2
 VERSION_MAX_LEN = 64
 NGINX_VERSION_HEADER = "Server"
 # nginx's ngx_http_stub_status_module output.
@@ -348,10 +350,12 @@ class ServicesCollector(Collector):
 
     def collect(self, deadline: float) -> list[Metric]:
         now = time.monotonic()
-        stop = deadline - min(DEADLINE_MARGIN_SECONDS, 0.1 * max(0.0, deadline - now))
+        margin = min(DEADLINE_MARGIN_SECONDS, 0.2 * max(0.0, deadline - now))
+        give_up, wait_until = deadline - margin, deadline - margin / 2
         outcomes = self.runner.run(
-            {slot.check.name: functools.partial(self._run, slot, stop) for slot in self.slots},
-            stop)
+            {slot.check.name: functools.partial(self._run, slot, give_up)
+             for slot in self.slots},
+            wait_until)
         results: dict[str, CheckResult] = {}
         for slot in self.slots:
             outcome = outcomes[slot.check.name]
@@ -360,7 +364,9 @@ class ServicesCollector(Collector):
             else:
                 reason = {"busy": "busy", "timeout": "deadline"}.get(outcome.state) or (
                     classify(outcome.error) if outcome.error else "error")
-                result = CheckResult(up=False, duration=outcome.duration, reason=reason)
+                # A busy check did not run in this scrape: it has no duration to show.
+                result = CheckResult(up=False, reason=reason, duration=(
+                    None if outcome.state == "busy" else outcome.duration))
             results[slot.check.name] = result
             self._note(slot, result)
         return self._families(results)

@@ -59,22 +59,26 @@ def make_owned_tempdir(prefix: str) -> Path:
 class Cluster:
     """One cluster: ``datadir`` in its own temp dir, socket in the same dir."""
 
-    def __init__(self, root: Path, datadir: Path, port: int, options: Sequence[str]) -> None:
+    def __init__(self, root: Path, datadir: Path, port: int, options: Sequence[str],
+                 bin_dir: Path = PG_BIN) -> None:
         self.root = root
+        self.bin_dir = bin_dir
         self.datadir = datadir
         self.port = port
         self.options = list(options)
 
     @classmethod
-    def create(cls, options: Sequence[str] = (), hba_lines: Sequence[str] = ()) -> Cluster:
+    def create(cls, options: Sequence[str] = (), hba_lines: Sequence[str] = (),
+               bin_dir: Path = PG_BIN) -> Cluster:
+        """``bin_dir`` picks the server version (another major's initdb/pg_ctl/postgres)."""
         root = make_owned_tempdir("stackmon-pg-")
         datadir = root / "data"
-        run_pg([str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
+        run_pg([str(bin_dir / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
                 "-E", "UTF8", "--no-sync"])
         if hba_lines:
             hba = datadir / "pg_hba.conf"
             hba.write_text("\n".join(hba_lines) + "\n" + hba.read_text())
-        cluster = cls(root, datadir, free_port(), options)
+        cluster = cls(root, datadir, free_port(), options, bin_dir)
         cluster.start()
         return cluster
 
@@ -82,11 +86,12 @@ class Cluster:
         """A streaming standby of this cluster built with pg_basebackup, started."""
         root = make_owned_tempdir("stackmon-pg-standby-")
         datadir = root / "data"
-        run_pg([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+        run_pg([str(self.bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
                 "-U", "postgres", "-D", str(datadir), "-R", "-X", "stream", "-C", "-S", slot,
                 "--checkpoint=fast",
                 "--no-sync"])
-        standby = Cluster(root, datadir, free_port(), [f"-c cluster_name={name}"])
+        standby = Cluster(root, datadir, free_port(), [f"-c cluster_name={name}"],
+                          self.bin_dir)
         standby.start()
         return standby
 
@@ -101,11 +106,11 @@ class Cluster:
     def start(self) -> None:
         opts = " ".join([f"-p {self.port}", f"-k {self.root}", "-c listen_addresses=127.0.0.1",
                          "-c fsync=off", "-c shared_buffers=16MB", *self.options])
-        run_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l",
+        run_pg([str(self.bin_dir / "pg_ctl"), "-D", str(self.datadir), "-l",
                 str(self.root / "server.log"), "-o", opts, "-w", "-t", "60", "start"])
 
     def stop(self) -> None:
-        run_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w",
+        run_pg([str(self.bin_dir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w",
                 "stop"])
 
     def running(self) -> bool:

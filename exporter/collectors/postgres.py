@@ -484,6 +484,9 @@ class PostgresCollector(Collector):
         except psycopg.Error as err:
             if sqlstate_class(err) not in PART_FAILURE_CLASSES:
                 raise
+        # The parts before the failing one stay prepared (PREPARE is not transactional):
+        # drop them, or preparing them again fails with "already exists" (42P05).
+        conn.execute("DEALLOCATE ALL")
         good = []
         for part in parts:
             try:

@@ -252,3 +252,32 @@ def test_docs_list_every_emitted_family(exporter: Exporter) -> None:
     emitted = {n for n in s.samples if n.startswith("pg_")}
     missing = emitted - documented_names()
     assert not missing, f"README metrics reference lacks {sorted(missing)}"
+
+
+def test_a_part_the_server_lacks_leaves_the_others(
+        test_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A query this server cannot prepare (a column it lacks) drops only its own series.
+
+    In-process against the real server, with one made-up part appended to the batch.
+    """
+    import time
+
+    from exporter.collectors import postgres as pgmod
+    from exporter.config import PostgresSettings
+
+    real = pgmod.build_parts
+
+    def with_bad_part(*args: Any, **kw: Any) -> list[pgmod.Part]:
+        return [*real(*args, **kw),
+                pgmod.Part("missing", "SELECT no_such_column FROM pg_stat_database")]
+    monkeypatch.setattr(pgmod, "build_parts", with_bad_part)
+    collector = pgmod.PostgresCollector(PostgresSettings(), TEST_DSN)
+    try:
+        families = {m.name for m in collector.collect(time.monotonic() + 10)}
+    finally:
+        collector.close()
+    assert {"pg_up", "pg_stat_database_xact_commit", "pg_stat_activity_count",
+            "pg_database_size_bytes", "pg_stat_bgwriter_checkpoints_timed"} <= families
+    failed = [r.getMessage() for r in caplog.records if "cannot query" in r.getMessage()]
+    assert len(failed) == 1 and "cannot query missing" in failed[0], failed

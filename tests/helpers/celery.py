@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -66,6 +67,8 @@ def start_worker(broker: str, queues: str = "celery", concurrency: int = 2,
          "-n", hostname, "-Q", queues, "-l", "warning", "--without-gossip", "--without-mingle"],
         stdout=log_fd, stderr=log_fd, env=env, cwd=REPO)
     os.close(log_fd)
+    # Kept for failure messages while the tests run; removed when they end.
+    atexit.register(Path(log_name).unlink, missing_ok=True)
     return Worker(proc, hostname, Path(log_name))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -130,6 +131,8 @@ def start_exporter(args: list[str], env: Mapping[str, str] | None = None,
         [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
         stdout=log_fd, stderr=log_fd, env=full_env, cwd=REPO)
     os.close(log_fd)
+    # Kept for assertions and failure messages while the tests run; removed when they end.
+    atexit.register(Path(log_name).unlink, missing_ok=True)
     exp = Exporter(proc, port, Path(log_name), scheme)
     if wait:
         def healthy() -> bool:

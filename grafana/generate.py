@@ -198,6 +198,11 @@ RI = "$__rate_interval"
 IDLE = '{mode="idle"}'
 
 
+def rates(by: str, legend: str, series: Mapping[str, str]) -> list[Q]:
+    """One query per counter (rate summed by ``by``), legend ``legend`` + its label."""
+    return [Q(rate(metric, by), f"{legend} {label}".strip()) for metric, label in series.items()]
+
+
 def quantile(q: float, bucket: str, by: str) -> str:
     """The ``q`` quantile of a histogram's ``_bucket`` series, per ``by``."""
     return f"histogram_quantile({q}, {rate(bucket, 'le, ' + by)})"
@@ -277,14 +282,12 @@ OVERVIEW = Dash(
             ts("Network errors and drops", "Receive/transmit errors and drops per second. "
                "HostNetworkReceiveErrors / HostNetworkTransmitErrors fire (warning) when "
                "errors exceed 1 % of packets for 1 h.", "pps",
-               Q(rate("node_network_receive_errs_total", "instance, device"),
-                 "{{instance}} {{device}} rx errors"),
-               Q(rate("node_network_transmit_errs_total", "instance, device"),
-                 "{{instance}} {{device}} tx errors"),
-               Q(rate("node_network_receive_drop_total", "instance, device"),
-                 "{{instance}} {{device}} rx drops"),
-               Q(rate("node_network_transmit_drop_total", "instance, device"),
-                 "{{instance}} {{device}} tx drops")),
+               *rates("instance, device", "{{instance}} {{device}}", {
+                   "node_network_receive_errs_total": "rx errors",
+                   "node_network_transmit_errs_total": "tx errors",
+                   "node_network_receive_drop_total": "rx drops",
+                   "node_network_transmit_drop_total": "tx drops",
+               })),
             ts("Disk throughput", "Bytes per second read (+) and written (-) per device.",
                "Bps",
                Q(rate("node_disk_read_bytes_total", "instance, device"),
@@ -335,10 +338,10 @@ DATABASE = Dash(
                Q("sum by (instance, datname) (pg_stat_activity_slow_queries{})",
                  "{{instance}} {{datname}}"), steps=above(0.5), w=8),
             ts("Transactions", "Commits and rollbacks per second.", "ops",
-               Q(rate("pg_stat_database_xact_commit_total", "instance"),
-                 "{{instance}} commits"),
-               Q(rate("pg_stat_database_xact_rollback_total", "instance"),
-                 "{{instance}} rollbacks"), w=8),
+               *rates("instance", "{{instance}}", {
+                   "pg_stat_database_xact_commit_total": "commits",
+                   "pg_stat_database_xact_rollback_total": "rollbacks",
+               }), w=8),
             ts("Cache hit ratio", "Blocks found in shared buffers / blocks requested. "
                "PostgresCacheHitRatioLow fires (warning) below 90 % for 15 m.", "percentunit",
                Q(f'{rate("pg_stat_database_blks_hit_total", "instance, datname")} / '
@@ -347,16 +350,13 @@ DATABASE = Dash(
                  "{{instance}} {{datname}}"), steps=below_warning(0.9), max=1, w=8),
             ts("Rows", "Rows returned, fetched, inserted, updated and deleted per second.",
                "short",
-               Q(rate("pg_stat_database_tup_returned_total", "instance"),
-                 "{{instance}} returned"),
-               Q(rate("pg_stat_database_tup_fetched_total", "instance"),
-                 "{{instance}} fetched"),
-               Q(rate("pg_stat_database_tup_inserted_total", "instance"),
-                 "{{instance}} inserted"),
-               Q(rate("pg_stat_database_tup_updated_total", "instance"),
-                 "{{instance}} updated"),
-               Q(rate("pg_stat_database_tup_deleted_total", "instance"),
-                 "{{instance}} deleted"), w=8),
+               *rates("instance", "{{instance}}", {
+                   "pg_stat_database_tup_returned_total": "returned",
+                   "pg_stat_database_tup_fetched_total": "fetched",
+                   "pg_stat_database_tup_inserted_total": "inserted",
+                   "pg_stat_database_tup_updated_total": "updated",
+                   "pg_stat_database_tup_deleted_total": "deleted",
+               }), w=8),
         ]),
         ("Contention and storage", [
             ts("Deadlocks", "Deadlocks detected in the interval. PostgresDeadlocks fires "
@@ -372,11 +372,12 @@ DATABASE = Dash(
                  "{{instance}} {{datname}}"), w=8),
             ts("Database size", "Disk space used per database.", "bytes",
                Q("pg_database_size_bytes{}", "{{instance}} {{datname}}")),
-            ts("Conflicts and sessions lost", "Recovery conflicts and abandoned, fatal or "
-               "killed sessions per second.", "ops",
-               Q(rate("pg_stat_database_conflicts_total", "instance"), "{{instance}} conflicts"),
-               Q(rate("pg_stat_database_sessions_fatal_total", "instance"),
-                 "{{instance}} fatal sessions")),
+            ts("Conflicts and fatal sessions", "Queries cancelled by recovery conflicts and "
+               "sessions ended by fatal errors, per second.", "ops",
+               *rates("instance", "{{instance}}", {
+                   "pg_stat_database_conflicts_total": "conflicts",
+                   "pg_stat_database_sessions_fatal_total": "fatal sessions",
+               })),
         ]),
         ("Replication and checkpoints", [
             ts("Standby replay lag", "On a standby: seconds since the last replayed "
@@ -388,24 +389,23 @@ DATABASE = Dash(
                Q("pg_stat_replication_lag_bytes{}", "{{instance}} {{application_name}}"),
                steps=above(1024 ** 3), w=8),
             ts("Checkpoints", "Scheduled and requested checkpoints per second.", "ops",
-               Q(rate("pg_stat_bgwriter_checkpoints_timed_total", "instance"),
-                 "{{instance}} timed"),
-               Q(rate("pg_stat_bgwriter_checkpoints_req_total", "instance"),
-                 "{{instance}} requested"), w=8),
+               *rates("instance", "{{instance}}", {
+                   "pg_stat_bgwriter_checkpoints_timed_total": "timed",
+                   "pg_stat_bgwriter_checkpoints_req_total": "requested",
+               }), w=8),
             ts("Buffers written", "Buffers written per second by checkpoints, the "
                "background writer and backends.", "short",
-               Q(rate("pg_stat_bgwriter_buffers_checkpoint_total", "instance"),
-                 "{{instance}} checkpoint"),
-               Q(rate("pg_stat_bgwriter_buffers_clean_total", "instance"),
-                 "{{instance}} bgwriter"),
-               Q(rate("pg_stat_bgwriter_buffers_backend_total", "instance"),
-                 "{{instance}} backend")),
+               *rates("instance", "{{instance}}", {
+                   "pg_stat_bgwriter_buffers_checkpoint_total": "checkpoint",
+                   "pg_stat_bgwriter_buffers_clean_total": "bgwriter",
+                   "pg_stat_bgwriter_buffers_backend_total": "backend",
+               })),
             ts("Checkpoint time", "Seconds per second spent writing and syncing "
                "checkpoint files.", "percentunit",
-               Q(rate("pg_stat_bgwriter_checkpoint_write_time_seconds_total", "instance"),
-                 "{{instance}} write"),
-               Q(rate("pg_stat_bgwriter_checkpoint_sync_time_seconds_total", "instance"),
-                 "{{instance}} sync")),
+               *rates("instance", "{{instance}}", {
+                   "pg_stat_bgwriter_checkpoint_write_time_seconds_total": "write",
+                   "pg_stat_bgwriter_checkpoint_sync_time_seconds_total": "sync",
+               })),
         ]),
     ])
 
@@ -525,12 +525,14 @@ CELERY = Dash(
         ]),
         ("Tasks", [
             ts("Task events", "Task events per second by state.", "ops",
-               Q(rate("celery_task_sent_total", "instance"), "sent"),
-               Q(rate("celery_task_received_total", "instance"), "received"),
-               Q(rate("celery_task_started_total", "instance"), "started"),
-               Q(rate("celery_task_succeeded_total", "instance"), "succeeded"),
-               Q(rate("celery_task_failed_total", "instance"), "failed"),
-               Q(rate("celery_task_retried_total", "instance"), "retried")),
+               *rates("instance", "{{instance}}", {
+                   "celery_task_sent_total": "sent",
+                   "celery_task_received_total": "received",
+                   "celery_task_started_total": "started",
+                   "celery_task_succeeded_total": "succeeded",
+                   "celery_task_failed_total": "failed",
+                   "celery_task_retried_total": "retried",
+               })),
             ts("Failures by task", "Failed tasks per second by task name.", "ops",
                Q(rate("celery_task_failed_total", "name"), "{{name}}")),
             ts("Task runtime", "p50 and p95 run time of succeeded tasks per task name "

@@ -126,7 +126,7 @@ def build_panel(p: P, panel_id: int) -> timeseries.Panel | stat.Panel:
         panel = panel.legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
                              .placement(cm.LegendPlacement.BOTTOM).show_legend(True)
                              .calcs(["lastNotNull", "max"]))
-        if p.steps is not OK_ONLY:
+        if len(p.steps) > 1:  # an alerted quantity: draw its thresholds
             panel = panel.thresholds_style(cb.GraphThresholdsStyleConfig()
                                            .mode(cm.GraphThresholdsStyleMode.DASHED))
         if p.stack:

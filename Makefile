@@ -5,8 +5,10 @@ run:
 test:
 	bash scripts/test.sh
 lint:
-	.venv/bin/ruff check exporter tests scripts bench && .venv/bin/mypy
+	.venv/bin/ruff check exporter tests scripts bench grafana && .venv/bin/mypy && .venv/bin/mypy grafana
 alerts:
 	promtool check rules prometheus/rules/*.yml && promtool test rules prometheus/tests/*.yml
 services:
 	bash scripts/test-services.sh
+dashboards:
+	.venv/bin/python -m grafana.generate

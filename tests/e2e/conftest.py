@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import BROKER_URL
+from tests.helpers.celery import Worker, client_app, start_worker
 from tests.helpers.exporter import Exporter, free_port, http_get, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
@@ -37,3 +39,19 @@ def prometheus(full_exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.fixture(scope="session")
+def celery_worker() -> Iterator[Worker]:
+    """A worker on the full exporter's broker that ran a succeeding, a failing and a
+    once-retried task, so the task counters, histograms and celery_worker_up exist."""
+    worker = start_worker(BROKER_URL)
+    app = client_app(BROKER_URL)
+    try:
+        app.send_task("stackmon.ok", args=[1])
+        app.send_task("stackmon.fail")
+        app.send_task("stackmon.retry_once")
+        yield worker
+    finally:
+        worker.stop()
+        app.close()

@@ -6,13 +6,11 @@ can never fire)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BROKER_URL
 from tests.helpers.alerts import alerts
-from tests.helpers.celery import Worker, client_app, start_worker
+from tests.helpers.celery import Worker
 from tests.helpers.exporter import wait_for
 from tests.helpers.prometheus import query
 
@@ -64,21 +62,6 @@ def test_skip_and_overrides_name_real_alerts() -> None:
     names = {a["alert"] for a in alerts()}
     assert sorted(SKIP - names) == []
     assert sorted(set(OVERRIDES) - names) == []
-
-
-@pytest.fixture(scope="module")
-def celery_worker() -> Iterator[Worker]:
-    """A worker on the full exporter's broker that ran one succeeding and one failing
-    task, so the task counters and celery_worker_up exist."""
-    worker = start_worker(BROKER_URL)
-    app = client_app(BROKER_URL)
-    try:
-        app.send_task("stackmon.ok", args=[1])
-        app.send_task("stackmon.fail")
-        yield worker
-    finally:
-        worker.stop()
-        app.close()
 
 
 @pytest.mark.parametrize("rule", [a for a in alerts() if a["alert"] not in SKIP],

@@ -1,5 +1,5 @@
 # Developer shortcuts; the README's two commands are scripts/run.sh and scripts/test.sh.
-.PHONY: run test lint services bench dashboards alerts
+.PHONY: run test lint services bench dashboards alerts deploy-check
 run:
 	bash scripts/run.sh
 test:
@@ -10,3 +10,5 @@ alerts:
 	promtool check rules prometheus/rules/*.yml && promtool test rules prometheus/tests/*.yml
 services:
 	bash scripts/test-services.sh
+deploy-check:
+	.venv/bin/python -m pytest -q tests/unit/test_deploy.py

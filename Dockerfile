@@ -8,7 +8,8 @@ LABEL org.opencontainers.image.title="stackmon" \
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
 
 # A fixed, unprivileged uid so volume and secret permissions are predictable.
 RUN groupadd --system --gid 10001 stackmon \

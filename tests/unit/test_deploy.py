@@ -585,15 +585,21 @@ def test_prometheus_scrapes_the_compose_exporter(model: Model) -> None:
 # Grafana provisioning
 
 
+def only_entry(doc: Model, key: str) -> tuple[list[str], Model | None]:
+    """Problems with a provisioning file's apiVersion, and its one entry under ``key``."""
+    problems = [] if doc.get("apiVersion") == 1 else ["apiVersion: expected 1"]
+    entries = doc.get(key) or []
+    if len(entries) != 1:
+        return [*problems, f"{key}: expected exactly one entry"], None
+    entry: Model = entries[0]
+    return problems, entry
+
+
 def datasource_problems(doc: Model, scrape_interval: str, services: Model) -> list[str]:
     """What Grafana needs of the provisioned Prometheus data source, and what we pin."""
-    problems = []
-    if doc.get("apiVersion") != 1:
-        problems.append("apiVersion: expected 1")
-    sources = doc.get("datasources") or []
-    if len(sources) != 1:
-        return [*problems, "datasources: expected exactly one"]
-    ds = sources[0]
+    problems, ds = only_entry(doc, "datasources")
+    if ds is None:
+        return problems
     for key in ("name", "type", "uid", "url", "access"):
         if not ds.get(key):
             problems.append(f"{key}: missing")
@@ -616,13 +622,9 @@ def datasource_problems(doc: Model, scrape_interval: str, services: Model) -> li
 
 
 def provider_problems(doc: Model, dashboards_target: str) -> list[str]:
-    problems = []
-    if doc.get("apiVersion") != 1:
-        problems.append("apiVersion: expected 1")
-    providers = doc.get("providers") or []
-    if len(providers) != 1:
-        return [*problems, "providers: expected exactly one"]
-    provider = providers[0]
+    problems, provider = only_entry(doc, "providers")
+    if provider is None:
+        return problems
     if not provider.get("name"):
         problems.append("name: missing")
     if provider.get("type") != "file":

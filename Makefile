@@ -1,5 +1,5 @@
 # Developer shortcuts; the README's two commands are scripts/run.sh and scripts/test.sh.
-.PHONY: run test lint services bench dashboards alerts
+.PHONY: run test lint services bench dashboards alerts deploy-check
 run:
 	bash scripts/run.sh
 test:
@@ -12,3 +12,5 @@ services:
 	bash scripts/test-services.sh
 dashboards:
 	.venv/bin/python -m grafana.generate
+deploy-check:
+	.venv/bin/python -m pytest -q tests/unit/test_deploy.py

@@ -1,0 +1,33 @@
+# stackmon exporter image: docker build -t stackmon . (compose.yaml builds it as well).
+FROM python:3.11.14-slim-bookworm
+
+LABEL org.opencontainers.image.title="stackmon" \
+      org.opencontainers.image.description="One Prometheus exporter for a web platform: host, PostgreSQL, Redis, Celery and HTTP services" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# A fixed, unprivileged uid so volume and secret permissions are predictable.
+RUN groupadd --system --gid 10001 stackmon \
+    && useradd --system --uid 10001 --gid stackmon --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin stackmon
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+RUN pip install --no-cache-dir . \
+    && rm -rf /src
+
+WORKDIR /
+USER 10001:10001
+EXPOSE 9860
+
+# /-/healthy never needs auth; slim images have no curl, so ask Python.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9860/-/healthy', timeout=4).status == 200 else 1)"]
+
+ENTRYPOINT ["stackmon"]

@@ -234,6 +234,23 @@ OVERVIEW = Dash(
                "response came (refused, timeout, TLS error).", "none",
                Q("stackmon_service_http_status_code{}", "{{service}}"),
                steps=[(None, RED), (200, GREEN), (400, ORANGE), (500, RED)]),
+            st("TLS certificate expires in", "Time left until the notAfter of the "
+               "certificate each https check was served "
+               "(stackmon_service_tls_cert_expiry_timestamp_seconds - time()). "
+               "ServiceTLSCertExpiring fires (warning) below 14 d for 10 m.", "s",
+               Q("stackmon_service_tls_cert_expiry_timestamp_seconds{} - time()",
+                 "{{service}}"),
+               steps=below_warning(14 * 86400), w=12),
+            up("nginx up", "nginx_up per nginx check: 1 if its stub_status page was read "
+               "and parsed. NginxDown fires (critical) when 0 for 2 m.",
+               Q("nginx_up{}", "{{service}}"), w=12),
+            ts("nginx connections", "Client connections of each nginx check by state "
+               "(nginx_connections_active / reading / writing / waiting).", "short",
+               *[Q(f"nginx_connections_{state}{{}}", f"{{{{service}}}} {state}")
+                 for state in ("active", "reading", "writing", "waiting")]),
+            ts("nginx requests", "Client requests per second of each nginx check "
+               "(rate of nginx_http_requests_total).", "reqps",
+               Q(rate("nginx_http_requests_total", "job, instance, service"), "{{service}}")),
             ts("Collector success", "stackmon_scrape_collector_success: 1 if the collector "
                "finished in time without error. StackmonCollectorFailing fires (warning) when "
                "0 for 5 m.", "none",

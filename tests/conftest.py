@@ -10,6 +10,12 @@ import pytest
 import redis
 
 from tests.helpers.exporter import Exporter, exporter_fixture
+from tests.helpers.services import (
+    Nginx,
+    TargetServer,
+    self_signed_cert,
+    tls_server_context,
+)
 
 PG_DSN = os.environ.get("STACKMON_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("STACKMON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -24,11 +30,20 @@ def host_exporter() -> Iterator[Exporter]:
 
 @pytest.fixture(scope="session")
 def full_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
-    """Every collector on, against the shared PostgreSQL, Redis and broker."""
-    config: Path = tmp_path_factory.mktemp("full") / "stackmon.yml"
+    """Every collector on, against the shared PostgreSQL, Redis and broker, and one check
+    of each type: tcp, https (a self-signed test server) and nginx stub_status."""
+    tmp = tmp_path_factory.mktemp("full")
+    cert, key, _ = self_signed_cert(tmp, 30)
+    https = TargetServer(tls=tls_server_context(cert, key))
+    nginx_dir = tmp / "nginx"
+    nginx_dir.mkdir()
+    nginx = Nginx(nginx_dir).start()
+    config: Path = tmp / "stackmon.yml"
     config.write_text(
         "services:\n  checks:\n"
-        "    - {name: postgres-port, type: tcp, address: '127.0.0.1:5432'}\n")
+        "    - {name: postgres-port, type: tcp, address: '127.0.0.1:5432'}\n"
+        f"    - {{name: web, url: '{https.url('/ok')}', tls_verify: false}}\n"
+        f"    - {{name: nginx, type: nginx, url: '{nginx.url('/stub_status')}'}}\n")
     env = {"STACKMON_POSTGRES_DSN": PG_DSN, "STACKMON_REDIS_URL": REDIS_URL,
            "STACKMON_CELERY_BROKER_URL": BROKER_URL}
     try:
@@ -38,3 +53,5 @@ def full_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter
         client = redis.Redis.from_url(BROKER_URL)
         client.flushdb()
         client.close()
+        nginx.stop()
+        https.stop()

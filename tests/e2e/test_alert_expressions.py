@@ -22,10 +22,6 @@ SKIP = {
     "PostgresReplicationSlotInactive",
     # redis_master_link_up: only on a Redis replica.
     "RedisReplicaLinkDown",
-    # stackmon_service_tls_cert_expiry_timestamp_seconds: only for https checks.
-    "ServiceTLSCertExpiring",
-    # nginx_up: only for nginx stub_status checks.
-    "NginxDown",
 }
 
 # Data queries that cannot be derived by dropping the comparisons.

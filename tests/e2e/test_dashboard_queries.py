@@ -17,8 +17,6 @@ DASHBOARDS = load()
 
 # (dashboard, panel title): why its series do not exist in the full fixture.
 SKIP = {
-    ("overview", "HTTP status code"):
-        "stackmon_service_http_status_code: only for http checks; the fixture has a tcp one",
     ("database", "Standby lag (bytes)"):
         "pg_stat_replication_lag_bytes: only on a primary with a streaming standby",
     ("cache", "Memory used of max"):

@@ -54,6 +54,9 @@ ALERTED: dict[tuple[str, str], list[tuple[str, float, float]]] = {
     ("cache", "Rejected connections"): [("RedisRejectedConnections", 1, 0)],
     ("cache", "Evicted keys"): [("RedisEvictions", 1, 0)],
     ("cache", "Replica link"): [("RedisReplicaLinkDown", 0, 1)],
+    ("overview", "TLS certificate expires in"):
+        [("ServiceTLSCertExpiring", 13 * 86400, 15 * 86400)],
+    ("overview", "nginx up"): [("NginxDown", 0, 1)],
     ("celery", "Broker up"): [("CeleryBrokerDown", 0, 1)],
     ("celery", "Workers online"): [("CeleryNoWorkers", 0, 2)],
     ("celery", "Event receiver"): [("CeleryEventsReceiverDown", 0, 1)],
@@ -70,8 +73,6 @@ NOT_SHOWN = {
     "HostNetworkReceiveErrors": "the network panel shows error rates, not the ratio",
     "HostNetworkTransmitErrors": "the network panel shows error rates, not the ratio",
     "PostgresReplicationSlotInactive": "replication slots are opt-in and rare",
-    "ServiceTLSCertExpiring": "https checks only; no panel yet",
-    "NginxDown": "nginx checks only; no panel yet",
 }
 SEVERITY_COLOUR = {"warning": "orange", "critical": "red"}
 OPS = {">": operator.gt, "<": operator.lt, "==": operator.eq, ">=": operator.ge,

@@ -23,7 +23,7 @@ import re
 import types
 import typing
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
@@ -1001,6 +1001,19 @@ def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
+def env_settings(collectors: Iterable[str]) -> dict[str, Leaf]:
+    """Every ``STACKMON_*`` variable that sets something, by name (ENV_EXTRA aside).
+
+    >>> sorted(env_settings(["host"]))[:2]
+    ['STACKMON_CELERY_BROKER_PASSWORD_FILE', 'STACKMON_CELERY_BROKER_TIMEOUT_SECONDS']
+    """
+    by_env = {leaf.env: leaf for leaf in leaves()}
+    for name in collectors:
+        by_env[f"{ENV_PREFIX}COLLECTORS_{name.upper()}"] = Leaf(
+            ("collectors", name), _COLLECTOR_FIELD, bool)
+    return by_env
+
+
 def load(
     *,
     config_file: str | None,
@@ -1017,10 +1030,7 @@ def load(
     origins = _Origins(file_label)
     raw: dict[str, Any] = read_yaml(config_file) if config_file else {}
 
-    by_env = {leaf.env: leaf for leaf in leaves()}
-    for name in collector_defaults:
-        by_env[f"{ENV_PREFIX}COLLECTORS_{name.upper()}"] = Leaf(
-            ("collectors", name), _COLLECTOR_FIELD, bool)
+    by_env = env_settings(collector_defaults)
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in ENV_EXTRA:
             continue

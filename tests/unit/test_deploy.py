@@ -30,7 +30,7 @@ import yaml
 
 from exporter import cli
 from exporter.collectors import COLLECTORS
-from exporter.config import ENV_EXTRA, ConfigError, has_password, leaves
+from exporter.config import ENV_EXTRA, ConfigError, env_settings, has_password
 from tests.helpers.exporter import REPO
 
 COMPOSE = REPO / "compose.yaml"
@@ -330,8 +330,7 @@ def test_secret_file_settings_name_mounted_secrets(model: Model) -> None:
 
 
 def known_settings() -> set[str]:
-    switches = {f"STACKMON_COLLECTORS_{spec.name.upper()}" for spec in COLLECTORS}
-    return {leaf.env for leaf in leaves()} | switches | set(ENV_EXTRA)
+    return set(env_settings(spec.name for spec in COLLECTORS)) | set(ENV_EXTRA)
 
 
 def unknown_settings(env: dict[str, str]) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from tests.helpers.exporter import free_port, wait_for
+from tests.helpers.exporter import Exporter, Samples, free_port, wait_for
 
 
 def _default_pg_bin() -> str:
@@ -148,3 +148,22 @@ def wait_ready(cluster: Cluster, timeout: float = 30) -> None:
             conn.execute("SELECT 1")
         return True
     wait_for(ok, timeout=timeout, what=f"PostgreSQL on port {cluster.port}")
+
+
+def wait_streaming(primary: Cluster) -> None:
+    """Until a standby streams from ``primary``."""
+    wait_for(lambda: primary.sql("SELECT 1 FROM pg_stat_replication WHERE state = "
+                                 "'streaming'"), timeout=30, what="standby streaming")
+
+
+def scrape_with_replay_lag(exporter: Exporter, primary: Cluster, standby_name: str) -> Samples:
+    """Write WAL on ``primary`` until ``exporter`` shows the standby's replay lag."""
+    def lagging() -> Samples | None:
+        primary.sql("CREATE TABLE IF NOT EXISTS wal_maker (x int)")
+        primary.sql("INSERT INTO wal_maker SELECT generate_series(1, 1000)")
+        s = exporter.scrape()
+        return s if s.has("pg_stat_replication_replay_lag_seconds",
+                          application_name=standby_name) else None
+    result: Samples = wait_for(lagging, timeout=30,
+                               what="replay lag of the standby on the primary")
+    return result

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.exporter import Exporter, Samples, promtool_complaints, start_exporter, wait_for
-from tests.helpers.pgcluster import Cluster
+from tests.helpers.pgcluster import Cluster, scrape_with_replay_lag, wait_streaming
 from tests.integration.test_postgres import documented_names
 
 RIGHT_PASSWORD = "Right-Secret-4711"
@@ -56,8 +56,7 @@ def primary() -> Iterator[Cluster]:
 def standby(primary: Cluster) -> Iterator[Cluster]:
     cluster = primary.standby(SLOT, STANDBY_NAME)
     try:
-        wait_for(lambda: primary.sql("SELECT 1 FROM pg_stat_replication WHERE state = "
-                                     "'streaming'"), timeout=30, what="standby streaming")
+        wait_streaming(primary)
         yield cluster
     finally:
         cluster.destroy()
@@ -102,13 +101,7 @@ def probe(exp: Exporter, target: str) -> Samples:
 
 
 def test_primary_sees_standby_and_slot(exporter: Exporter, primary: Cluster) -> None:
-    def lagging() -> Samples | None:
-        primary.sql("CREATE TABLE IF NOT EXISTS wal_maker (x int)")
-        primary.sql("INSERT INTO wal_maker SELECT generate_series(1, 1000)")
-        s = exporter.scrape()
-        return s if s.has("pg_stat_replication_replay_lag_seconds",
-                          application_name=STANDBY_NAME) else None
-    s = wait_for(lagging, timeout=30, what="replay lag of the standby on the primary")
+    s = scrape_with_replay_lag(exporter, primary, STANDBY_NAME)
     labels = {"application_name": STANDBY_NAME, "client_addr": "127.0.0.1",
               "state": "streaming"}
     assert s.get("pg_stat_replication_lag_bytes", **labels) >= 0

@@ -17,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.exporter import Exporter, Samples, promtool_complaints, start_exporter, wait_for
-from tests.helpers.pgcluster import PG_USER, Cluster, make_owned_tempdir
+from tests.helpers.exporter import Exporter, promtool_complaints, start_exporter, wait_for
+from tests.helpers.pgcluster import (
+    PG_USER,
+    Cluster,
+    make_owned_tempdir,
+    scrape_with_replay_lag,
+    wait_streaming,
+)
 from tests.integration.test_postgres import documented_names
 
 MAJOR = 18
@@ -74,8 +80,7 @@ def primary() -> Iterator[Cluster]:
 def standby(primary: Cluster) -> Iterator[Cluster]:
     cluster = primary.standby(SLOT, STANDBY_NAME)
     try:
-        wait_for(lambda: primary.sql("SELECT 1 FROM pg_stat_replication WHERE state = "
-                                     "'streaming'"), timeout=30, what="standby streaming")
+        wait_streaming(primary)
         yield cluster
     finally:
         cluster.destroy()
@@ -126,13 +131,7 @@ def test_checkpointer_counters_match_the_server(exporter: Exporter, primary: Clu
 
 
 def test_replication_both_sides(exporter: Exporter, primary: Cluster) -> None:
-    def lagging() -> Samples | None:
-        primary.sql("CREATE TABLE IF NOT EXISTS wal_maker (x int)")
-        primary.sql("INSERT INTO wal_maker SELECT generate_series(1, 1000)")
-        s = exporter.scrape()
-        return s if s.has("pg_stat_replication_replay_lag_seconds",
-                          application_name=STANDBY_NAME) else None
-    s = wait_for(lagging, timeout=30, what="replay lag of the standby on the primary")
+    s = scrape_with_replay_lag(exporter, primary, STANDBY_NAME)
     assert s.get("pg_replication_slot_active", slot_name=SLOT, slot_type="physical") == 1
     assert s.get("pg_replication_is_replica") == 0
     replica = exporter.scrape("/probe?target=standby")

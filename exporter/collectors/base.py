@@ -72,12 +72,21 @@ class Outcome(Generic[T]):
     finished: float = 0.0  # time.monotonic() when it returned
 
 
+# Calls are asked to give up this much before a round's deadline (at most a fifth of the
+# time left), and the round waits for them until half of it has passed: a call that
+# honours its own deadline has that half to report, so it is not still running ("busy")
+# when the next round comes.
+DEADLINE_MARGIN_SECONDS = 0.2
+
+
 class ParallelRunner(Generic[T]):
     """Runs one call per key, each in a daemon thread, and waits until the deadline.
 
-    A key whose call from an earlier round has not returned yet is not started again
-    (``state="busy"``), so a hung backend holds one thread, never a pile of them.
-    Used for the collectors of a scrape and for the checks of the services collector.
+    Each call gets the time (``time.monotonic()``) by which it should give up, a margin
+    before the deadline. A key whose call from an earlier round has not returned yet is
+    not started again (``state="busy"``), so a hung backend holds one thread, never a
+    pile of them. Used for the collectors of a scrape and for the checks of the services
+    collector.
     """
 
     def __init__(self, name: str) -> None:
@@ -89,8 +98,10 @@ class ParallelRunner(Generic[T]):
         with self._lock:
             return key in self._busy
 
-    def run(self, calls: Mapping[str, Callable[[], T]], deadline: float
+    def run(self, calls: Mapping[str, Callable[[float], T]], deadline: float
             ) -> dict[str, Outcome[T]]:
+        margin = min(DEADLINE_MARGIN_SECONDS, 0.2 * max(0.0, deadline - time.monotonic()))
+        give_up, wait_until = deadline - margin, deadline - margin / 2
         outcomes: dict[str, Outcome[T]] = {}
         started: list[tuple[str, threading.Thread, list[Outcome[T]], float]] = []
         for key, call in calls.items():
@@ -100,12 +111,13 @@ class ParallelRunner(Generic[T]):
                     continue
                 self._busy.add(key)
             box: list[Outcome[T]] = []
-            thread = threading.Thread(target=self._call, args=(key, call, box),
+            thread = threading.Thread(target=self._call,
+                                      args=(key, functools.partial(call, give_up), box),
                                       name=f"{self.name}-{key}", daemon=True)
             thread.start()
             started.append((key, thread, box, time.monotonic()))
         for key, thread, box, start in started:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, wait_until - time.monotonic()))
             outcomes[key] = box[0] if box else Outcome(
                 "timeout", duration=time.monotonic() - start)
         return outcomes
@@ -181,8 +193,7 @@ class CollectorSet:
         return flight.result
 
     def _collect_now(self, deadline: float) -> list[Metric]:
-        outcomes = self._runner.run(
-            {c.name: functools.partial(c.collect, deadline) for c in self.collectors}, deadline)
+        outcomes = self._runner.run({c.name: c.collect for c in self.collectors}, deadline)
         results: dict[str, tuple[list[Metric], bool, float]] = {}
         for collector in self.collectors:
             outcome = outcomes[collector.name]

@@ -49,10 +49,6 @@ USER_AGENT = f"stackmon/{__version__}"
 # Bodies are read up to this size (for body_regex and stub_status); the rest is dropped.
 MAX_BODY_BYTES = 1 << 20
 READ_CHUNK = 64 * 1024
-# Checks give up this much before the scrape deadline, and the collector waits for them
-# until half of it has passed: a check that times out on its own socket has that half
-# to report, so it is not still running (and "busy") when the next scrape comes.
-DEADLINE_MARGIN_SECONDS = 0.2
 VERSION_MAX_LEN = 64
 NGINX_VERSION_HEADER = "Server"
 # nginx's ngx_http_stub_status_module output.
@@ -349,13 +345,9 @@ class ServicesCollector(Collector):
         return {check.name: [cls([check])] for check in cfg.services.checks}
 
     def collect(self, deadline: float) -> list[Metric]:
-        now = time.monotonic()
-        margin = min(DEADLINE_MARGIN_SECONDS, 0.2 * max(0.0, deadline - now))
-        give_up, wait_until = deadline - margin, deadline - margin / 2
         outcomes = self.runner.run(
-            {slot.check.name: functools.partial(self._run, slot, give_up)
-             for slot in self.slots},
-            wait_until)
+            {slot.check.name: functools.partial(self._run, slot) for slot in self.slots},
+            deadline)
         results: dict[str, CheckResult] = {}
         for slot in self.slots:
             outcome = outcomes[slot.check.name]

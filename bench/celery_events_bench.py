@@ -272,7 +272,7 @@ def state_bench(events: int) -> None:
     from prometheus_client.registry import CollectorRegistry
 
     sys.path.insert(0, str(REPO))
-    from exporter.collectors.celery_events import EventState
+    from exporter.collectors.celery.events import EventState
     from exporter.config import CelerySettings
 
     state = EventState(dataclasses.replace(CelerySettings(), broker_url="redis://x/0"))

@@ -18,7 +18,7 @@ import time
 
 import redis
 
-from exporter.collectors.redis import Endpoint, RedisCollector
+from exporter.collectors.redis.collector import Endpoint, RedisCollector
 from tests.helpers.exporter import free_port, wait_for
 
 

@@ -24,8 +24,8 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import __version__, config, logs
 from exporter.collectors import COLLECTORS, defaults, enabled
 from exporter.collectors.base import Collector, CollectorSet
-from exporter.server import App, make_server
-from exporter.webconfig import load_web_config
+from exporter.http.server import App, make_server
+from exporter.http.webconfig import load_web_config
 
 log = logging.getLogger("stackmon")
 

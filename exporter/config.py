@@ -397,7 +397,7 @@ def _redis_secrets(url: str | None, password_file: str | None) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# Service checks (exporter/collectors/services.py)
+# Service checks (exporter/collectors/services/)
 
 CHECK_TYPES = ("http", "tcp", "nginx")
 # Names the built-in collectors use for stackmon_service_up{service}.

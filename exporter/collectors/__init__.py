@@ -43,27 +43,27 @@ def lazy(module: str, function: str) -> Callable[[Config], Any]:
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
-                  lazy("exporter.collectors.host", "build")),
+                  lazy("exporter.collectors.host.collector", "build")),
     CollectorSpec("postgres", "PostgreSQL connections, activity, sizes, locks, replication "
                   "(postgres_exporter names; postgres.dsn, postgres.targets for /probe)",
-                  lazy("exporter.collectors.postgres", "collectors_for"), default=None,
+                  lazy("exporter.collectors.postgres.collector", "collectors_for"), default=None,
                   configured=lambda cfg: cfg.postgres.dsn is not None
                   or bool(cfg.postgres.targets),
-                  probes=lazy("exporter.collectors.postgres", "probe_collectors")),
+                  probes=lazy("exporter.collectors.postgres.collector", "probe_collectors")),
     CollectorSpec("redis", "Redis INFO and SLOWLOG LEN (redis_exporter names; redis.url, "
                   "redis.targets for /probe)",
-                  lazy("exporter.collectors.redis", "build"), default=None,
+                  lazy("exporter.collectors.redis.collector", "build"), default=None,
                   configured=lambda cfg: cfg.redis.url is not None or bool(cfg.redis.targets),
-                  probes=lazy("exporter.collectors.redis", "probes")),
+                  probes=lazy("exporter.collectors.redis.collector", "probes")),
     CollectorSpec("celery", "Celery broker queue lengths, workers and task events "
                   "(celery-exporter names; celery.broker_url)",
-                  lazy("exporter.collectors.celery", "build"), default=None,
+                  lazy("exporter.collectors.celery.collector", "build"), default=None,
                   configured=lambda cfg: cfg.celery.broker_url is not None),
     CollectorSpec("services", "configured HTTP, TCP and nginx stub_status checks "
                   "(blackbox / nginx-prometheus-exporter)",
-                  lazy("exporter.collectors.services", "build"), default=None,
+                  lazy("exporter.collectors.services.collector", "build"), default=None,
                   configured=lambda cfg: bool(cfg.services.checks),
-                  probes=lazy("exporter.collectors.services", "probes")),
+                  probes=lazy("exporter.collectors.services.collector", "probes")),
 )
 
 

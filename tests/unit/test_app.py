@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from exporter.collectors.base import CollectorSet
-from exporter.server import App
+from exporter.http.server import App
 
 
 class Blocking(CollectorSet):

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from exporter.collectors.celery import make_app
-from exporter.collectors.celery_events import EventReceiverThread, EventState
+from exporter.collectors.celery.collector import make_app
+from exporter.collectors.celery.events import EventReceiverThread, EventState
 from exporter.config import CelerySettings
 from tests.helpers.exporter import free_port, wait_for
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.collectors.celery_events import DEFER_SECONDS, OVERFLOW, EventState
+from exporter.collectors.celery.events import DEFER_SECONDS, OVERFLOW, EventState
 from exporter.config import CelerySettings
 
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector, CollectorSet
-from exporter.server import scrape_deadline
+from exporter.http.server import scrape_deadline
 
 
 class Fake(Collector):

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from exporter.collectors.host import HostCollector, read_mounts
+from exporter.collectors.host.collector import HostCollector, read_mounts
 from exporter.config import HostSettings
 
 

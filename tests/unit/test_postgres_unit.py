@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from exporter import cli, config
-from exporter.collectors import postgres as pg
-from exporter.collectors.postgres import PostgresCollector
+from exporter.collectors.postgres import collector as pg
+from exporter.collectors.postgres.collector import PostgresCollector
 from tests.helpers.exporter import REPO, free_port
 
 SECRET = "S3cret-Pa55"

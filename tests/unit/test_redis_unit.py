@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.collectors.redis import (
+from exporter.collectors.redis.collector import (
     CONFIG_GET_MAXCLIENTS,
     INFO_ALL,
     SLOWLOG_LEN,

@@ -17,7 +17,7 @@ import yaml
 
 from exporter import cli
 from exporter.collectors import enabled
-from exporter.collectors import services as svc
+from exporter.collectors.services import collector as svc
 from exporter.config import ConfigError, ServiceCheck
 
 # ---------------------------------------------------------------------------

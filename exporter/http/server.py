@@ -34,7 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from exporter import __version__
 from exporter.collectors.base import CollectorSet
 from exporter.config import ConfigError, parse_listen_address
-from exporter.webconfig import WebConfig
+from exporter.http.webconfig import WebConfig
 
 log = logging.getLogger("stackmon.server")
 

@@ -2,7 +2,7 @@
 
 On every scrape the collector reads the queue lengths from the broker (the one
 backend call of the scrape) and adds copies of two states kept up to date in the
-background: the event state (``celery_events.py``) and the last inspect replies
+background: the event state (``events.py``) and the last inspect replies
 (stats, active, reserved, scheduled, registered, active_queues), refreshed every
 ``inspect_interval_seconds`` by a thread of its own so that broadcast timeouts never
 reach the scrape.
@@ -36,7 +36,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector
-from exporter.collectors.celery_events import EventReceiverThread, EventState
+from exporter.collectors.celery.events import EventReceiverThread, EventState
 from exporter.config import CelerySettings, Config
 
 log = logging.getLogger("stackmon.collectors.celery")

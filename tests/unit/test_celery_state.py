@@ -4,7 +4,7 @@ celery-exporter's names and labels."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -106,7 +106,8 @@ def test_late_task_sent_still_labels_the_queue() -> None:
     events = task_events("late", queue="q2")
     for event in events[1:] + events[:1]:  # task-sent last
         state.handle(event)
-    assert get(state, "celery_task_succeeded_total", name="t.ok", queue_name="q2", hostname="h") == 1
+    assert get(state, "celery_task_succeeded_total", name="t.ok", queue_name="q2",
+               hostname="h") == 1
     assert get(state, "celery_task_sent_total", name="t.ok", queue_name="q2", hostname="h") == 1
     assert get(state, "celery_task_queue_wait_time_count", name="t.ok",
                queue_name="q2", hostname="h") == 1
@@ -269,7 +270,7 @@ def test_exception_class_and_node_host() -> None:
 
 def test_queue_wait_excludes_a_deliberate_eta() -> None:
     state = make(Clock())
-    eta = datetime.fromtimestamp(150.0, tz=timezone.utc).isoformat()  # sent at 100
+    eta = datetime.fromtimestamp(150.0, tz=UTC).isoformat()  # sent at 100
     events = task_events("e", t0=100.0)
     events[0]["eta"] = eta
     events[2]["timestamp"] = 152.0  # started 2 s after the ETA

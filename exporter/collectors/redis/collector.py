@@ -7,11 +7,15 @@ single-flight, so this pool of one is all a target ever needs):
   section is never built), and
 * ``SLOWLOG LEN``,
 
-pipelined: 2 commands, 1 round trip.  ``CONFIG GET maxclients`` is added only for a
+pipelined: 2 commands, 1 round trip.  ``CONFIG GET databases`` is added once per
+connection (and again after a restart): like redis_exporter, ``redis_db_keys`` and
+``redis_db_keys_expiring`` are 0 for every configured database the keyspace section
+leaves out because it is empty.  ``CONFIG GET maxclients`` is added only for a
 Redis older than 7.0, whose INFO lacks ``maxclients``.  Never KEYS or SCAN, so the cost
 does not grow with the number of keys.  A command the server refuses (a managed Redis
 that renames CONFIG, an ACL user without SLOWLOG) is logged once and then left out;
-its metric is omitted and everything else is still served.
+its metric is omitted and everything else is still served (without CONFIG, only the
+databases that hold keys are reported).
 
 Sample output::
 
@@ -21,6 +25,7 @@ Sample output::
     redis_memory_used_bytes 1.039936e+06
     redis_keyspace_hits_total 42.0
     redis_db_keys{db="db0"} 10.0
+    redis_db_keys{db="db1"} 0.0
     redis_commands_total{cmd="get"} 7.0
     redis_commands_duration_seconds_total{cmd="get"} 3.1e-05
     redis_connected_slave_lag_seconds{slave_ip="127.0.0.1",slave_port="6380",
@@ -65,9 +70,11 @@ NO_CLIENT_SETINFO: dict[str, Any] = (
 # The commands the collector sends (docs/redis.md lists the ACL that allows exactly these).
 INFO_ALL = ("INFO", "ALL")
 INFO_SECTIONS = ("INFO", "server", "clients", "memory", "persistence", "stats",
-                 "replication", "cpu", "commandstats", "keyspace")  # Redis >= 7.0
+                 "replication", "cpu", "commandstats", "cluster", "keyspace")  # Redis >= 7.0
 SLOWLOG_LEN = ("SLOWLOG", "LEN")
 CONFIG_GET_MAXCLIENTS = ("CONFIG", "GET", "maxclients")  # Redis < 7.0 only
+CONFIG_GET_DATABASES = ("CONFIG", "GET", "databases")  # once per connection
+UNKNOWN_DATABASES = 0  # CONFIG GET databases answered nothing usable: keyspace only
 SERVICE = "redis"
 
 # INFO field -> (metric name, help); gauges and counters read straight from INFO.
@@ -238,6 +245,8 @@ class RedisCollector(Collector):
         self._need_config = True  # until an INFO shows maxclients (Redis >= 7.0)
         self._refused: set[str] = set()  # optional commands the server refused (logged once)
         self._start_time: tuple[str, float] | None = None  # (run_id, start time)
+        # Configured databases (CONFIG GET databases); None: ask on the next round trip.
+        self._databases: int | None = None
 
     @classmethod
     def from_settings(cls, s: RedisSettings | RedisTarget, target: str | None = None,
@@ -255,6 +264,8 @@ class RedisCollector(Collector):
             cmds.append(SLOWLOG_LEN)
         if self._need_config and "CONFIG" not in self._refused:
             cmds.append(CONFIG_GET_MAXCLIENTS)
+        if self._databases is None and "CONFIG" not in self._refused:
+            cmds.append(CONFIG_GET_DATABASES)
         return cmds
 
     def _round_trip(self, conn: AbstractConnection, cmds: Sequence[tuple[str, ...]],
@@ -277,8 +288,10 @@ class RedisCollector(Collector):
         return replies
 
     def _query(self, deadline: float) -> tuple[dict[str, str], int | None, int | None]:
-        cmds = self._commands()
         conn = self.conn
+        if conn._sock is None:  # a new connection: read the number of databases again
+            self._databases = None
+        cmds = self._commands()
         try:
             reused = conn._sock is not None
             try:
@@ -320,7 +333,14 @@ class RedisCollector(Collector):
                 slowlog = int(reply)
             elif cmd == CONFIG_GET_MAXCLIENTS and isinstance(reply, list) and len(reply) >= 2:
                 maxclients = int(reply[1])
+            elif cmd == CONFIG_GET_DATABASES:
+                self._databases = _config_int(reply)
         assert info is not None
+        if info.get("cluster_enabled") == "1":
+            self._databases = 1  # a cluster node has db0 only (CONFIG still says 16)
+        restarted = self._start_time is not None and self._start_time[0] != info.get("run_id")
+        if restarted and CONFIG_GET_DATABASES not in cmds:
+            self._databases = None  # maybe with another config: ask again
         version = info.get("redis_version", "")
         if version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 7:
             self._info_cmd = INFO_SECTIONS
@@ -349,6 +369,7 @@ class RedisCollector(Collector):
         with self._lock:
             try:
                 info, slowlog, maxclients = self._query(deadline)
+                databases = self._databases or UNKNOWN_DATABASES
             except redis.AuthenticationError as err:
                 raise RedisScrapeError(f"authentication failed for {self.endpoint.describe}: "
                                        f"{_first_word(err)} (check the username and password)"
@@ -364,7 +385,7 @@ class RedisCollector(Collector):
             except redis.RedisError as err:  # protocol errors: not a Redis server?
                 raise RedisScrapeError(f"unexpected reply from {self.endpoint.describe}: "
                                        f"{type(err).__name__}") from None
-        return self._metrics(info, slowlog, maxclients)
+        return self._metrics(info, slowlog, maxclients, databases)
 
     def failure_metrics(self) -> list[Metric]:
         up = GaugeMetricFamily("redis_up", "1 if the last scrape of Redis succeeded.", 0.0)
@@ -377,7 +398,7 @@ class RedisCollector(Collector):
         self.conn.disconnect()  # type: ignore[no-untyped-call]
 
     def _metrics(self, info: dict[str, str], slowlog: int | None,
-                 maxclients: int | None) -> list[Metric]:
+                 maxclients: int | None, databases: int = UNKNOWN_DATABASES) -> list[Metric]:
         out: list[Metric] = [
             GaugeMetricFamily("redis_up", "1 if the last scrape of Redis succeeded.", 1.0)]
         labels = list(INFO_LABELS)
@@ -415,7 +436,7 @@ class RedisCollector(Collector):
         if slowlog is not None:
             out.append(GaugeMetricFamily("redis_slowlog_length",
                                          "Entries in the slow log.", float(slowlog)))
-        out.extend(self._keyspace(info))
+        out.extend(self._keyspace(info, databases))
         out.extend(self._commandstats(info))
         out.extend(self._replicas(info))
         version = info.get("redis_version", "")
@@ -440,7 +461,8 @@ class RedisCollector(Collector):
         return self._start_time[1]
 
     @staticmethod
-    def _keyspace(info: dict[str, str]) -> list[Metric]:
+    def _keyspace(info: dict[str, str], databases: int) -> list[Metric]:
+        """Keys per database; 0 for the ``databases`` configured ones INFO leaves out."""
         keys = GaugeMetricFamily("redis_db_keys", "Keys in the database.", labels=["db"])
         expiring = GaugeMetricFamily("redis_db_keys_expiring", "Keys with a TTL in the database.",
                                      labels=["db"])
@@ -453,6 +475,11 @@ class RedisCollector(Collector):
             keys.add_metric([field], _number(kv.get("keys")) or 0.0)
             expiring.add_metric([field], _number(kv.get("expires")) or 0.0)
             ttl.add_metric([field], (_number(kv.get("avg_ttl")) or 0.0) / 1000.0)
+        for index in range(databases):  # as redis_exporter: keys and expiring only
+            db = f"db{index}"
+            if db not in info:
+                keys.add_metric([db], 0.0)
+                expiring.add_metric([db], 0.0)
         return [keys, expiring, ttl]
 
     @staticmethod
@@ -511,6 +538,16 @@ class RedisCollector(Collector):
     @staticmethod
     def configured(cfg: Config) -> bool:
         return cfg.redis.url is not None or bool(cfg.redis.targets)
+
+
+def _config_int(reply: Any) -> int:
+    """``CONFIG GET name`` reply ``[name, value]`` -> the value; UNKNOWN_DATABASES if none."""
+    if isinstance(reply, list) and len(reply) >= 2:
+        try:
+            return max(UNKNOWN_DATABASES, int(reply[1]))
+        except (TypeError, ValueError):
+            pass
+    return UNKNOWN_DATABASES
 
 
 def _first_word(err: Exception) -> str:

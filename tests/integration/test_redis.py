@@ -70,7 +70,11 @@ def test_exact_values_after_known_operations(own: RedisServer, exporter: Exporte
     assert s.get("redis_db_keys", db="db2") == 3
     assert s.get("redis_db_keys_expiring", db="db2") == 2
     assert 0 <= s.get("redis_db_avg_ttl_seconds", db="db2") <= 1000  # sampled by Redis
-    assert not s.has("redis_db_keys", db="db0")
+    # As redis_exporter: every configured database (16 by default), 0 when empty.
+    assert s.get("redis_db_keys", db="db0") == 0
+    assert s.get("redis_db_keys_expiring", db="db15") == 0
+    assert not s.has("redis_db_keys", db="db16")
+    assert not s.has("redis_db_avg_ttl_seconds", db="db0")
     assert s.get("redis_keyspace_hits_total") == 4
     assert s.get("redis_keyspace_misses_total") == 3
     assert s.get("redis_commands_total", cmd="get") == 7
@@ -207,6 +211,27 @@ def test_shared_redis_own_dbs() -> None:
         for c in clients.values():
             c.flushdb()
             c.close()
+
+
+def test_configured_databases_are_all_reported() -> None:
+    """CONFIG GET databases gives the list; read once per connection, again after a restart."""
+    with redis_server("--databases", "3") as server:
+        exp = start_exporter(ARGS, {"STACKMON_REDIS_URL": server.url})
+        try:
+            server.client(db=2).set("k", "v", ex=100)
+            s = exp.scrape()
+            assert {lbl["db"]: v for lbl, v in s.samples["redis_db_keys"]} == {
+                "db0": 0, "db1": 0, "db2": 1}
+            assert {lbl["db"]: v for lbl, v in s.samples["redis_db_keys_expiring"]} == {
+                "db0": 0, "db1": 0, "db2": 1}
+            server.stop()
+            server.args = ["--databases", "2"]
+            server.start()
+            wait_for(lambda: {lbl["db"] for lbl, _ in exp.scrape().samples.get(
+                "redis_db_keys", [])} == {"db0", "db1"}, timeout=30,
+                what="db list of the restarted server")
+        finally:
+            exp.stop()
 
 
 def test_unix_socket(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from exporter.collectors.redis.collector import (
+    CONFIG_GET_DATABASES,
     CONFIG_GET_MAXCLIENTS,
     INFO_ALL,
     SLOWLOG_LEN,
@@ -115,13 +116,16 @@ def values(metrics: list[object]) -> dict[str, float]:
 
 def test_redis6_uses_config_get_for_maxclients_every_scrape(fake: Callable[[Reply], FakeRedis]
                                                              ) -> None:
+    config = {b"maxclients": "123", b"databases": "4"}
+    run_id = ["abc"]
+
     def reply(args: list[bytes]) -> bytes:
         if args[0] == b"INFO":
-            return bulk(REDIS6_INFO)
+            return bulk(REDIS6_INFO.replace("run_id:abc", f"run_id:{run_id[0]}"))
         if args[:2] == [b"SLOWLOG", b"LEN"]:
             return b":5\r\n"
         if args[:2] == [b"CONFIG", b"GET"]:
-            return b"*2\r\n" + bulk("maxclients") + bulk("123")
+            return b"*2\r\n" + bulk(args[2].decode()) + bulk(config[args[2]])
         return b"-ERR unexpected\r\n"
     server = fake(reply)
     c = collector(server.port)
@@ -136,9 +140,23 @@ def test_redis6_uses_config_get_for_maxclients_every_scrape(fake: Callable[[Repl
         assert v["redis_commands_total{get}"] == 5
         assert v["redis_commands_duration_seconds_total{get}"] == 20e-6
         assert "redis_commands_rejected_calls_total{get}" not in v  # Redis < 6.2
+        # Empty databases up to CONFIG GET databases, as redis_exporter (keys, expiring).
+        assert [v[f"redis_db_keys{{db{i}}}"] for i in range(1, 4)] == [0, 0, 0]
+        assert [v[f"redis_db_keys_expiring{{db{i}}}"] for i in range(1, 4)] == [0, 0, 0]
+        assert "redis_db_keys{db4}" not in v and "redis_db_avg_ttl_seconds{db1}" not in v
     sent = [tuple(a.decode() for a in cmd) for cmd in server.commands]
-    assert sent == [INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS] * 2  # INFO ALL: < 7.0
+    # INFO ALL: < 7.0; the number of databases is read once per connection.
+    assert sent == [INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS, CONFIG_GET_DATABASES,
+                    INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS]
     assert server.connections == 1
+    # A restart (new run_id) on the same connection may bring another config: asked again.
+    run_id[0], config[b"databases"] = "def", "2"
+    server.commands.clear()
+    c.collect(time.monotonic() + 5)
+    v = values(c.collect(time.monotonic() + 5))
+    assert "redis_db_keys{db2}" not in v and v["redis_db_keys{db1}"] == 0
+    assert [tuple(a.decode() for a in cmd) for cmd in server.commands].count(
+        CONFIG_GET_DATABASES) == 1
     c.close()
 
 
@@ -224,4 +242,7 @@ def test_transient_error_on_slowlog_is_not_permanent(fake: Callable[[Reply], Fak
     second = values(c.collect(time.monotonic() + 5))
     assert second["redis_slowlog_length"] == 4
     sent = [tuple(a.decode() for a in cmd) for cmd in server.commands]
-    assert sent == [INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS, INFO_ALL, SLOWLOG_LEN]
+    assert sent == [INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS, CONFIG_GET_DATABASES,
+                    INFO_ALL, SLOWLOG_LEN]
+    # Without CONFIG, only the databases the keyspace section lists.
+    assert [k for k in second if k.startswith("redis_db_keys{")] == ["redis_db_keys{db0}"]

@@ -114,6 +114,7 @@ def test_known_mix_on_rabbitmq(exporter: Exporter, app: Any, broker: str,
                                            queue_name="celery") >= 1,
              timeout=15, what="the worker as a consumer")
     assert promtool_complaints(s.text) == []
+    assert "\n# TYPE celery_active_consumer_count gauge" in s.text  # allow-listed name in use
     check_docs(exporter.scrape())
 
 

@@ -20,6 +20,7 @@ from tests.helpers.exporter import (
     REPO,
     Exporter,
     Samples,
+    free_port,
     promtool_complaints,
     start_exporter,
     wait_for,
@@ -232,6 +233,27 @@ def test_configured_databases_are_all_reported() -> None:
             wait_for(lambda: {lbl["db"] for lbl, _ in exp.scrape().samples.get(
                 "redis_db_keys", [])} == {"db0", "db1"}, timeout=30,
                 what="db list of the restarted server")
+        finally:
+            exp.stop()
+
+
+def test_cluster_node_reports_cluster_info(tmp_path: Path) -> None:
+    """A cluster node: CLUSTER INFO's fields under redis_exporter's names, db0 only."""
+    # The bus port is given: the default (port + 10000) fails for a free port above 55535.
+    with redis_server("--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                      "--cluster-config-file", str(tmp_path / "nodes.conf")) as server:
+        exp = start_exporter(ARGS, {"STACKMON_REDIS_URL": server.url})
+        try:
+            s = wait_for(lambda: (s := exp.scrape()).has("redis_cluster_state") and s,
+                         what="CLUSTER INFO in the scrape")
+            assert s.get("redis_cluster_enabled") == 1
+            assert s.get("redis_cluster_state") == 0  # no slots assigned: "fail"
+            assert s.get("redis_cluster_slots_fail") == 0
+            assert s.get("redis_cluster_known_nodes") == 1
+            assert s.has("redis_cluster_messages_sent_total")
+            assert [lbl["db"] for lbl, _ in s.samples["redis_db_keys"]] == ["db0"]
+            assert promtool_complaints(s.text) == []
+            assert "\n# TYPE redis_cluster_messages_sent_total gauge" in s.text
         finally:
             exp.stop()
 

@@ -1,6 +1,6 @@
 """stackmon against Debian's redis_exporter on the same servers: a drop-in, exactly.
 
-A primary and a replica of our own (free loopback ports), each scraped by
+A primary, a replica and a cluster node of our own (free loopback ports), each scraped by
 ``prometheus-redis-exporter`` under its default flags and by stackmon.  Every metric name
 and label-name set the anchor exports must be in stackmon's output with the same type,
 except the reviewed ``# redis_exporter`` entries of tests/parity-allowlist.txt; static
@@ -128,16 +128,20 @@ class Pair:
 
 
 @pytest.fixture(scope="module")
-def pairs() -> Iterator[dict[str, Pair]]:
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pair]]:
     if REDIS_EXPORTER is None:
         pytest.fail("prometheus-redis-exporter is not installed; run scripts/test-services.sh")
     procs: list[subprocess.Popen[bytes]] = []
     exporters: list[Exporter] = []
-    with redis_server() as primary, redis_server() as replica:
+    nodes = tmp_path_factory.mktemp("cluster") / "nodes.conf"
+    with redis_server() as primary, redis_server() as replica, redis_server(
+            "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+            "--cluster-config-file", str(nodes)) as cluster:
         replica.client().execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
         out: dict[str, Pair] = {}
         try:
-            for role, server in (("primary", primary), ("replica", replica)):
+            for role, server in (("primary", primary), ("replica", replica),
+                                 ("cluster", cluster)):
                 port = free_port()
                 procs.append(subprocess.Popen(
                     [REDIS_EXPORTER, f"-redis.addr=redis://127.0.0.1:{server.port}",
@@ -150,6 +154,10 @@ def pairs() -> Iterator[dict[str, Pair]]:
                 exporters.append(exp)
                 out[role] = Pair(server, url, exp)
             prime(primary, replica)
+            # stackmon learns a node is in cluster mode from its first INFO; CLUSTER INFO
+            # is asked from the next scrape on.
+            wait_for(lambda: b"redis_cluster_state" in out["cluster"].stackmon.get()[2],
+                     what="CLUSTER INFO in stackmon's scrape")
             yield out
         finally:
             for exp in exporters:
@@ -189,7 +197,7 @@ def test_scrape_parser_keeps_names_and_labels() -> None:
     assert parsed.family("redis_s_sum") == "redis_s"
 
 
-@pytest.mark.parametrize("role", ["primary", "replica"])
+@pytest.mark.parametrize("role", ["primary", "replica", "cluster"])
 def test_every_anchor_series_shape_is_on_stackmon(pairs: dict[str, Pair], role: str) -> None:
     entries = allowlist(ANCHOR)
     before, ours, after = pairs[role].scrape_all()
@@ -202,7 +210,7 @@ def test_every_anchor_series_shape_is_on_stackmon(pairs: dict[str, Pair], role: 
                         if name in ours.types and ours.types[name] != kind)
     assert wrong_type == []
     # Every entry covers something the anchor exports and stackmon lacks.
-    both = [pairs[r].scrape_anchor() for r in ("primary", "replica")]
+    both = [pairs[r].scrape_anchor() for r in ("primary", "replica", "cluster")]
     lacking = {n for scrape in both for n in scrape.types} - set(ours.types)
     stale = [p for p in entries if not any(fnmatch.fnmatchcase(n, p) for n in lacking)]
     assert stale == [], "allow-list entries with nothing left to excuse"

@@ -7,7 +7,8 @@ single-flight, so this pool of one is all a target ever needs):
   section is never built),
 * ``SLOWLOG LEN`` and ``SLOWLOG GET 1`` (the newest entry: its id and duration),
 
-pipelined: 3 commands, 1 round trip.  Every INFO field redis_exporter exports is exported
+pipelined: 3 commands, 1 round trip; on a cluster node also ``CLUSTER INFO`` (from the
+scrape after the first, whose INFO tells).  Every INFO field redis_exporter exports is exported
 under its name and type (the tables below), including its counters without ``_total``
 (``redis_total_error_replies``).  ``CONFIG GET databases`` is added once per
 connection (and again after a restart): like redis_exporter, ``redis_db_keys`` and
@@ -76,6 +77,7 @@ INFO_SECTIONS = ("INFO", "server", "clients", "memory", "persistence", "stats",
                  "keyspace")  # Redis >= 7.0
 SLOWLOG_LEN = ("SLOWLOG", "LEN")
 SLOWLOG_GET = ("SLOWLOG", "GET", "1")
+CLUSTER_INFO = ("CLUSTER", "INFO")  # cluster nodes only (INFO said cluster_enabled:1)
 CONFIG_GET_MAXCLIENTS = ("CONFIG", "GET", "maxclients")  # Redis < 7.0 only
 CONFIG_GET_DATABASES = ("CONFIG", "GET", "databases")  # once per connection
 CONFIG_GET_IO_THREADS = ("CONFIG", "GET", "io-threads")  # once per connection (fixed at start)
@@ -197,6 +199,10 @@ GAUGES: dict[str, tuple[str, str]] = {
                         "Partial resync requests accepted."),
     "sync_partial_err": ("redis_replica_partial_resync_denied",
                          "Partial resync requests denied."),
+    "cluster_stats_messages_sent": ("redis_cluster_messages_sent_total",
+                                    "Cluster bus messages sent (CLUSTER INFO)."),
+    "cluster_stats_messages_received": ("redis_cluster_messages_received_total",
+                                        "Cluster bus messages received (CLUSTER INFO)."),
     # A Redis before 5.0 names these two differently.
     "client_longest_output_list": ("redis_client_longest_output_list",
                                    "Longest client output list (Redis < 5)."),
@@ -376,6 +382,7 @@ class RedisCollector(Collector):
         # Configured databases (CONFIG GET databases); None: ask on the next round trip.
         self._databases: int | None = None
         self._io_threads: int | None = None  # CONFIG GET io-threads, asked with databases
+        self._cluster = False  # the last INFO said cluster_enabled:1
 
     @classmethod
     def from_settings(cls, s: RedisSettings | RedisTarget, target: str | None = None,
@@ -390,6 +397,8 @@ class RedisCollector(Collector):
     def _commands(self) -> list[tuple[str, ...]]:
         cmds = [self._info_cmd]
         cmds += [cmd for cmd in (SLOWLOG_LEN, SLOWLOG_GET) if _key(cmd) not in self._refused]
+        if self._cluster and _key(CLUSTER_INFO) not in self._refused:
+            cmds.append(CLUSTER_INFO)
         if "CONFIG GET" not in self._refused:
             if self._need_config:
                 cmds.append(CONFIG_GET_MAXCLIENTS)
@@ -441,6 +450,7 @@ class RedisCollector(Collector):
     def _read_replies(self, cmds: Sequence[tuple[str, ...]], replies: Sequence[Any]
                       ) -> Reading:
         info: dict[str, str] | None = None
+        cluster: dict[str, str] = {}
         slowlog: int | None = None
         slowlog_last: tuple[float, float] | None = None
         maxclients: int | None = None
@@ -463,6 +473,9 @@ class RedisCollector(Collector):
                 slowlog = int(reply)
             elif cmd == SLOWLOG_GET:
                 slowlog_last = _slowlog_last(reply)
+            elif cmd == CLUSTER_INFO:
+                cluster = parse_info(reply.decode("utf-8", "replace")
+                                     if isinstance(reply, bytes) else str(reply))
             elif cmd == CONFIG_GET_MAXCLIENTS and isinstance(reply, list) and len(reply) >= 2:
                 maxclients = int(reply[1])
             elif cmd == CONFIG_GET_DATABASES:
@@ -470,7 +483,11 @@ class RedisCollector(Collector):
             elif cmd == CONFIG_GET_IO_THREADS:
                 self._io_threads = _config_int(reply) or None
         assert info is not None
-        if info.get("cluster_enabled") == "1":
+        # CLUSTER INFO's cluster_state, cluster_slots_fail, ... (the redis-mixin alerts on
+        # them) join INFO's fields; every cluster_* field becomes redis_cluster_*.
+        info.update({k: v for k, v in cluster.items() if k.startswith("cluster_")})
+        self._cluster = info.get("cluster_enabled") == "1"
+        if self._cluster:
             self._databases = 1  # a cluster node has db0 only (CONFIG still says 16)
         restarted = self._start_time is not None and self._start_time[0] != info.get("run_id")
         if restarted and CONFIG_GET_DATABASES not in cmds:
@@ -557,7 +574,7 @@ class RedisCollector(Collector):
                 out.append(bare_counter(name, help_text, value))
         for field, text in info.items():  # redis_exporter passes every cluster_* field on
             number = _number(_STATUS_WORDS.get(text, text))
-            if field.startswith("cluster_") and number is not None:
+            if field.startswith("cluster_") and field not in GAUGES and number is not None:
                 out.append(GaugeMetricFamily(f"redis_{field}", f"INFO {field}.", number))
         for field, (name, good, help_text) in STATUS.items():
             if field in info:

@@ -54,6 +54,20 @@ EXPORTER_ENV = {
 }
 
 
+TASK_LABELS = {"name", "queue_name", "hostname"}
+CELERY_MIXIN = {
+    **{f"celery_task_{kind}_total": TASK_LABELS for kind in (
+        "sent", "received", "started", "succeeded", "retried", "revoked", "rejected")},
+    "celery_task_failed_total": TASK_LABELS | {"exception"},
+    "celery_task_runtime_bucket": TASK_LABELS | {"le"},
+    "celery_task_runtime_sum": TASK_LABELS,
+    "celery_task_runtime_count": TASK_LABELS,
+    "celery_worker_up": {"hostname"},
+    "celery_worker_tasks_active": {"hostname"},
+    "celery_queue_length": {"queue_name"},
+}
+
+
 def flush() -> None:
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=CELERY_REDIS_DB)
     client.flushdb()
@@ -214,6 +228,11 @@ def test_known_mix_gives_exact_counters(exporter: Exporter, app: Any,
     assert s.get("stackmon_celery_events_last_timestamp_seconds") > 0
     assert promtool_complaints(s.text) == []
     check_docs(s)
+    # Every series the celery-mixin's dashboards and alerts query (danihodovic/
+    # celery-exporter, celery-mixin/), with the labels they filter and group by.
+    missing = [m for m, labels in CELERY_MIXIN.items()
+               if not any(labels <= set(lbl) for lbl, _ in s.samples.get(m, []))]
+    assert missing == []
 
 
 def test_sigkilled_worker_goes_down_then_is_purged(exporter: Exporter,

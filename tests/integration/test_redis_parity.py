@@ -46,6 +46,13 @@ STATIC = ("redis_db_keys", "redis_db_keys_expiring", "redis_config_maxclients",
 # Gauges that only grow (every command is a slow log entry here): compared as counters.
 GROWING = {"redis_slowlog_last_id"}
 NEAR = {"redis_start_time_seconds": 2.0, "redis_uptime_in_seconds": 5.0}
+DASHBOARD_METRICS = {
+    "redis_up", "redis_uptime_in_seconds", "redis_connected_clients", "redis_blocked_clients",
+    "redis_memory_used_bytes", "redis_memory_used_rss_bytes", "redis_memory_max_bytes",
+    "redis_commands_total", "redis_commands_duration_seconds_total",
+    "redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_evicted_keys_total",
+    "redis_expired_keys_total", "redis_db_keys", "redis_db_keys_expiring",
+    "redis_net_input_bytes_total", "redis_net_output_bytes_total", "redis_connected_slaves"}
 COUNTER_SLACK = 0.05
 COUNTER_ABSOLUTE_SLACK = 50.0
 
@@ -247,6 +254,12 @@ def test_values_agree(pairs: dict[str, Pair], role: str) -> None:
                                 f"anchor {lo}..{hi}")
     assert problems == []
     assert compared > 30
+    # Every series the redis_exporter dashboard and the redis-mixin query that this role
+    # has (oliver006/redis_exporter contrib/), on both.
+    wanted = DASHBOARD_METRICS | ({"redis_master_last_io_seconds_ago"} if role == "replica"
+                                  else set())
+    assert sorted(wanted - set(after.samples)) == []
+    assert sorted(wanted - set(ours.samples)) == []
     # What this test is about: every configured database, 0 when empty.
     keys = {dict(k)["db"]: v for k, v in ours.values("redis_db_keys").items()}
     assert len(keys) == 16 and keys["db3"] == 2 and keys["db0"] == 1 and keys["db5"] == 0

@@ -195,15 +195,22 @@ def test_hostname_cap_and_purge_of_task_series() -> None:
     assert get(state, "celery_task_succeeded_total", hostname=OVERFLOW, **labels) == 3
     assert get(state, "stackmon_celery_events_overflow_total", kind="hostname") == 9
     assert len(state.workers) == 4  # worker liveness has its own cap (max_workers)
-    # A host silent for worker_purge_seconds loses its task series; "h" keeps them while a
-    # worker there is alive.
-    state.handle({"type": "worker-online", "hostname": "w9@h"})
+    # A host's task series go with its last worker (w0 silent for worker_purge_seconds);
+    # the sending host "h" keeps its series, as in celery-exporter.
+    for node in ("w1@h1", "w2@h2", "w3@h3"):
+        state.handle({"type": "worker-heartbeat", "hostname": node})
     clock.now += 15
-    state.handle({"type": "worker-heartbeat", "hostname": "w9@h"})
+    for node in ("w1@h1", "w2@h2", "w3@h3"):
+        state.handle({"type": "worker-heartbeat", "hostname": node})
     clock.now += 10
     hosts = {dict(k[1]).get("hostname") for k in samples(state)
              if k[0].startswith("celery_task_")}
     assert hosts == {"h", OVERFLOW}
+    assert get(state, "celery_task_sent_total", hostname="h", **labels) == 4
+    assert "h0" not in state.task_hosts  # its slot is free again
+    for event in task_events("again", host="w9@h9"):
+        state.handle(event)
+    assert get(state, "celery_task_succeeded_total", hostname="h9", **labels) == 1
 
 
 def test_worker_cap() -> None:

@@ -196,7 +196,7 @@ class EventState:
         self.names: set[str] = set()
         self.queues: set[str] = set()
         self.exceptions: set[str] = set()
-        self.task_hosts: dict[str, float] = {}  # hostname label -> clock() it was last used
+        self.task_hosts: set[str] = set()  # hostname label values of the task series
         self.overflow = {"task_name": 0, "queue_name": 0, "hostname": 0, "exception": 0,
                          "worker": 0, "tracked_task": 0, "bad_event": 0}
         self.events_total = 0
@@ -256,13 +256,8 @@ class EventState:
         """The hostname label of a task series for an event sent by ``nodename``."""
         if not self.hostname_label:
             return GENERIC
-        host = node_host(str(nodename)) if nodename else UNKNOWN
-        hosts = self.task_hosts
-        if host not in hosts and len(hosts) >= self.settings.max_task_hostnames:
-            self.overflow["hostname"] += 1
-            return OVERFLOW
-        hosts[host] = self.clock()
-        return host
+        return self._capped(node_host(str(nodename)) if nodename else None, self.task_hosts,
+                            self.settings.max_task_hostnames, "hostname")
 
     def _seen(self, nodename: Any, online: bool = True) -> WorkerState | None:
         """Refresh a worker's liveness; None when it has no name or is beyond the cap."""
@@ -429,7 +424,8 @@ class EventState:
 
     def purge(self) -> None:
         """Forget workers silent for longer than worker_purge_seconds, and the task series
-        of hosts that sent no task event for as long and run no known worker."""
+        of a host whose last worker that was (as celery-exporter does; hosts that only
+        send tasks keep theirs, bounded by max_task_hostnames)."""
         now = self.clock()
         with self.lock:
             self.flush_deferred()
@@ -437,14 +433,13 @@ class EventState:
                 return
             self._next_purge = now + PURGE_EVERY_SECONDS
             limit = now - self.settings.worker_purge_seconds
-            for node in [n for n, w in self.workers.items() if w.last_seen < limit]:
+            dead = [n for n, w in self.workers.items() if w.last_seen < limit]
+            for node in dead:
                 del self.workers[node]
-            live = {node_host(n) for n in self.workers}
-            gone = {h for h, used in self.task_hosts.items() if used < limit and h not in live}
-            if not gone:
+            gone = {node_host(n) for n in dead} - {node_host(n) for n in self.workers}
+            if not gone or not self.hostname_label:
                 return
-            for host in gone:
-                del self.task_hosts[host]
+            self.task_hosts -= gone
             tables: tuple[dict[Any, Any], ...] = (self.counters, self.failures, self.runtime,
                                                   self.wait)
             for table in tables:

@@ -18,15 +18,18 @@ Sample self-metrics::
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors")
 
@@ -46,6 +49,41 @@ class Collector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most collectors hold nothing
         """Release connections and threads at shutdown."""
+
+
+# A factory gets its own settings section and the scrape settings, nothing else.
+Build = Callable[[Any, ScrapeSettings], "list[Collector]"]
+Probes = Callable[[Any, ScrapeSettings], "dict[str, list[Collector]]"]
+
+
+@dataclass(frozen=True)
+class CollectorSpec:
+    """One row of the collector table, declared in ``collectors/<name>/__init__.py``.
+
+    ``name`` gives ``--collector.<name>``, ``collectors.<name>`` in the file and the label
+    ``collector="<name>"``; ``settings`` is its section class (YAML key ``name``);
+    ``build`` what plain /metrics serves, ``probes`` one collector list per
+    ``/probe?target=<name>``. A ``default`` of None means "on when ``configured``".
+    """
+
+    name: str
+    help: str
+    settings: type
+    build: Build
+    default: bool | None = True
+    configured: Callable[[Any], bool] | None = None
+    probes: Probes | None = None
+
+
+def lazy(module: str, function: str) -> Callable[..., Any]:
+    """``module.function(*args)``, imported on first call: a host-only exporter never
+    loads psycopg, redis-py or Celery, which keeps its memory small."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), function)(*args)
+
+    call.__qualname__ = f"{module}.{function}"
+    return call
 
 
 @dataclass

@@ -37,7 +37,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector
 from exporter.collectors.celery.events import EventReceiverThread, EventState
-from exporter.config import CelerySettings, Config
+from exporter.collectors.celery.settings import CelerySettings
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.celery")
 
@@ -243,10 +244,6 @@ class CeleryCollector(Collector):
             self.receiver.start()
             self.inspector.start()
 
-    @classmethod
-    def from_config(cls, config: Config) -> CeleryCollector:
-        return cls(config.celery)
-
     def collect(self, deadline: float) -> list[Metric]:
         self.receiver.ensure_running()
         snapshot = self.inspector.snapshot
@@ -351,6 +348,6 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def build(cfg: Config) -> list[Collector]:
-    """The Celery collector for the COLLECTORS table."""
-    return [CeleryCollector.from_config(cfg)]
+def build(settings: CelerySettings, scrape: ScrapeSettings) -> list[Collector]:
+    """What /metrics serves: one collector for the broker."""
+    return [CeleryCollector(settings)]

@@ -43,7 +43,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from exporter.config import CelerySettings
+from exporter.collectors.celery.settings import CelerySettings
 
 log = logging.getLogger("stackmon.collectors.celery")
 

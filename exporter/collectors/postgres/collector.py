@@ -41,7 +41,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from exporter.collectors.base import Collector
-from exporter.config import Config, PostgresSettings, SettingError, read_secret_file
+from exporter.collectors.postgres.settings import PostgresSettings
+from exporter.errors import SettingError
+from exporter.secrets import read_secret_file
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.postgres")
 
@@ -410,11 +413,6 @@ class PostgresCollector(Collector):
         self._version = 0
         self._sizes: tuple[float, list[tuple[Any, ...]]] | None = None  # (when, rows)
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, config: Config) -> PostgresCollector:
-        return cls(config.postgres, config.postgres.dsn, config.postgres.password_file,
-                   config.scrape.timeout_seconds)
 
     # --- connection ---------------------------------------------------------------
 
@@ -853,19 +851,19 @@ def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     return family
 
 
-def collectors_for(config: Config) -> list[Collector]:
+def build(settings: PostgresSettings, scrape: ScrapeSettings) -> list[Collector]:
     """What plain /metrics serves: the default DSN.
 
     Without one, nothing when named targets exist, else libpq's defaults (PGHOST...).
     """
-    if config.postgres.dsn is None and config.postgres.targets:
+    if settings.dsn is None and settings.targets:
         return []
-    return [PostgresCollector.from_config(config)]
+    return [PostgresCollector(settings, settings.dsn, settings.password_file,
+                              scrape.timeout_seconds)]
 
 
-def probe_collectors(config: Config) -> dict[str, list[Collector]]:
+def probes(settings: PostgresSettings, scrape: ScrapeSettings) -> dict[str, list[Collector]]:
     """One collector per named target for /probe?target=<name>."""
-    return {t.name: [PostgresCollector(config.postgres, t.dsn, t.password_file,
-                                       config.scrape.timeout_seconds, target=t.name)]
-            for t in config.postgres.targets}
-
+    return {t.name: [PostgresCollector(settings, t.dsn, t.password_file,
+                                       scrape.timeout_seconds, target=t.name)]
+            for t in settings.targets}

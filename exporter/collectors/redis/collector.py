@@ -46,14 +46,10 @@ from redis.connection import AbstractConnection, parse_url
 from redis.retry import Retry
 
 from exporter.collectors.base import Collector
-from exporter.config import (
-    Config,
-    ConfigError,
-    RedisSettings,
-    RedisTarget,
-    SettingError,
-    read_secret_file,
-)
+from exporter.collectors.redis.settings import RedisSettings, RedisTarget
+from exporter.errors import ConfigError, SettingError
+from exporter.secrets import read_secret_file
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.redis")
 
@@ -494,24 +490,6 @@ class RedisCollector(Collector):
             lag.add_metric(labels, _number(kv.get("lag")) or 0.0)
         return [offset, lag]
 
-    @staticmethod
-    def build(cfg: Config) -> list[Collector]:
-        """The collector behind /metrics (when ``redis.url`` is set)."""
-        if cfg.redis.url is None:
-            return []
-        return [RedisCollector.from_settings(cfg.redis)]
-
-    @staticmethod
-    def probes(cfg: Config) -> dict[str, list[Collector]]:
-        """One collector per named target for /probe?target=<name>."""
-        return {t.name: [RedisCollector.from_settings(
-            t, target=t.name, default_timeout=cfg.redis.socket_timeout_seconds)]
-            for t in cfg.redis.targets}
-
-    @staticmethod
-    def configured(cfg: Config) -> bool:
-        return cfg.redis.url is not None or bool(cfg.redis.targets)
-
 
 def _first_word(err: Exception) -> str:
     """A short, password-free summary of a server error: its first line, capped."""
@@ -527,5 +505,15 @@ def _reason(err: Exception) -> str:
             type(err).__name__)[:160]
 
 
-build = RedisCollector.build
-probes = RedisCollector.probes
+def build(settings: RedisSettings, scrape: ScrapeSettings) -> list[Collector]:
+    """The collector behind /metrics (when ``redis.url`` is set)."""
+    if settings.url is None:
+        return []
+    return [RedisCollector.from_settings(settings)]
+
+
+def probes(settings: RedisSettings, scrape: ScrapeSettings) -> dict[str, list[Collector]]:
+    """One collector per named target for /probe?target=<name>."""
+    return {t.name: [RedisCollector.from_settings(
+        t, target=t.name, default_timeout=settings.socket_timeout_seconds)]
+        for t in settings.targets}

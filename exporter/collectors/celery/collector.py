@@ -123,7 +123,8 @@ class InspectPoller:
         expected = len(self.state.online_workers())
         timeout = self.settings.inspect_timeout_seconds
         replies: dict[str, dict[str, Any]] = {}
-        with self.app.connection_for_write() as conn:
+        # The URL is rebuilt at every connection: a rotated password file is picked up.
+        with self.app.connection_for_write(url=self.settings.url()) as conn:
             if self.settings.enable_events_at_start:
                 self.app.control.enable_events(connection=conn)
             inspect = self.app.control.inspect(timeout=timeout, connection=conn,
@@ -179,7 +180,7 @@ class QueueReader:
         """``{queue: (messages, consumers or None)}``; raises when the broker is down."""
         try:
             if self.conn is None:
-                self.conn = self.app.connection_for_read()
+                self.conn = self.app.connection_for_read(url=self.settings.url())
                 self.conn.ensure_connection(max_retries=1)
             return self._redis(queues) if self.is_redis else self._amqp(queues)
         except Exception:

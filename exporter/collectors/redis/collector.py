@@ -43,6 +43,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection, parse_url
+from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
 from exporter.collectors.base import Collector
@@ -172,6 +173,21 @@ def _number(text: str | None) -> float | None:
         return None
 
 
+class PasswordFileCredentials(CredentialProvider):
+    """Reads the password file at every connect, so a rotated password is picked up."""
+
+    def __init__(self, username: str | None, path: str) -> None:
+        self.username = username
+        self.path = path
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        try:
+            password = read_secret_file(self.path, "password_file")
+        except SettingError as err:
+            raise redis.AuthenticationError(f"password_file: {err.message}") from None
+        return (self.username, password) if self.username else (password,)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and how to connect; ``describe`` is safe for logs (no password)."""
@@ -198,14 +214,12 @@ class Endpoint:
         kw["db"] = 0  # INFO is server-wide; never SELECT
         if self.username is not None:
             kw["username"] = self.username
-        password = self.password
-        if password is None and self.password_file is not None:
-            try:
-                password = read_secret_file(self.password_file, "password_file")
-            except SettingError as err:
-                raise ConfigError(f"redis: password_file: {err.message}") from None
-        if password is not None:
-            kw["password"] = password
+        if self.password is not None:
+            kw["password"] = self.password
+        elif self.password_file is not None:
+            kw["credential_provider"] = PasswordFileCredentials(
+                kw.pop("username", None), self.password_file)
+            kw.pop("password", None)
         kw.update(socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout,
                   retry=Retry(NoBackoff(), 0), protocol=2, health_check_interval=0,
                   **NO_CLIENT_SETINFO)

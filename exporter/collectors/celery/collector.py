@@ -35,7 +35,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, service_families
 from exporter.collectors.celery.events import EventReceiverThread, EventState
 from exporter.collectors.celery.settings import CelerySettings
 from exporter.settings import ScrapeSettings
@@ -282,16 +282,10 @@ class CeleryCollector(Collector):
         return out
 
     def _service(self, up: float) -> list[Metric]:
-        service_up = GaugeMetricFamily("stackmon_service_up", "1 if the service answered.",
-                                       labels=["service"])
-        service_up.add_metric(["celery"], up)
+        # version: the workers' Celery version; role: the broker transport.
         versions = Counter(self.state.worker_versions())
         version = versions.most_common(1)[0][0] if versions else "unknown"
-        info = GaugeMetricFamily("stackmon_service_info",
-                                 "Service version (workers' Celery version) and role "
-                                 "(broker transport).", labels=["service", "version", "role"])
-        info.add_metric(["celery", version, self.role], 1.0)
-        return [service_up, info]
+        return service_families("celery", up, version, self.role)
 
     def _background_metrics(self) -> list[Metric]:
         out = self.state.metrics()

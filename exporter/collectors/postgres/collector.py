@@ -40,7 +40,7 @@ import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, service_families
 from exporter.collectors.postgres.settings import PostgresSettings
 from exporter.errors import SettingError
 from exporter.secrets import read_secret_file
@@ -532,17 +532,9 @@ class PostgresCollector(Collector):
     def _up_metrics(self, up: float, info: tuple[str, str, str] | None) -> list[Metric]:
         pg_up = GaugeMetricFamily("pg_up", "1 if the last scrape could query PostgreSQL.")
         pg_up.add_metric([], up)
-        service_up = GaugeMetricFamily("stackmon_service_up", "1 if the service answers.",
-                                       labels=["service"])
-        service_up.add_metric([SERVICE], up)
-        out: list[Metric] = [pg_up, service_up]
-        if info is not None:
-            service_info = GaugeMetricFamily(
-                "stackmon_service_info", "Version and role of each service.",
-                labels=["service", "version", "role"])
-            service_info.add_metric([SERVICE, info[1], info[2]], 1.0)
-            out.append(service_info)
-        return out
+        if info is None:
+            return [pg_up, *service_families(SERVICE, up)]
+        return [pg_up, *service_families(SERVICE, up, info[1], info[2])]
 
     def collect(self, deadline: float) -> list[Metric]:
         with self._lock:

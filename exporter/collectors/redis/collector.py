@@ -46,7 +46,7 @@ from redis.connection import AbstractConnection, parse_url
 from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, service_families
 from exporter.collectors.redis.settings import RedisSettings, RedisTarget
 from exporter.errors import ConfigError, SettingError
 from exporter.secrets import read_secret_file
@@ -378,10 +378,7 @@ class RedisCollector(Collector):
 
     def failure_metrics(self) -> list[Metric]:
         up = GaugeMetricFamily("redis_up", "1 if the last scrape of Redis succeeded.", 0.0)
-        svc = GaugeMetricFamily("stackmon_service_up", "1 if the service answered the scrape.",
-                                labels=["service"])
-        svc.add_metric([SERVICE], 0.0)
-        return [up, svc]
+        return [up, *service_families(SERVICE, 0.0)]
 
     def close(self) -> None:
         self.conn.disconnect()  # type: ignore[no-untyped-call]
@@ -430,13 +427,7 @@ class RedisCollector(Collector):
         out.extend(self._replicas(info))
         version = info.get("redis_version", "")
         role = "replica" if info.get("role") == "slave" else "primary"
-        svc = GaugeMetricFamily("stackmon_service_up", "1 if the service answered the scrape.",
-                                labels=["service"])
-        svc.add_metric([SERVICE], 1.0)
-        svc_info = GaugeMetricFamily("stackmon_service_info", "Service version and role, value 1.",
-                                     labels=["service", "version", "role"])
-        svc_info.add_metric([SERVICE, version, role], 1.0)
-        out.extend((svc, svc_info))
+        out.extend(service_families(SERVICE, 1.0, version, role))
         return out
 
     def _start(self, info: dict[str, str]) -> float | None:

@@ -40,7 +40,12 @@ from urllib.parse import urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter import __version__
-from exporter.collectors.base import Collector, ParallelRunner
+from exporter.collectors.base import (
+    Collector,
+    ParallelRunner,
+    service_info_family,
+    service_up_family,
+)
 from exporter.collectors.services.settings import (
     ServiceCheck,
     ServicesSettings,
@@ -388,12 +393,8 @@ class ServicesCollector(Collector):
             slot.last_reason = reason
 
     def _families(self, results: dict[str, CheckResult]) -> list[Metric]:
-        up = GaugeMetricFamily(
-            "stackmon_service_up", "1 if the service answered as expected in this scrape.",
-            labels=["service"])
-        info = GaugeMetricFamily(
-            "stackmon_service_info", "Version and role of a service (value always 1).",
-            labels=["service", "version", "role"])
+        up = service_up_family()  # 1 if the service answered as expected
+        info = service_info_family()
         duration = GaugeMetricFamily(
             "stackmon_service_check_duration_seconds",
             "Time the check took, connecting included (blackbox: probe_duration_seconds).",

@@ -69,6 +69,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(trylast=True)  # after the session fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _GUARD["started"] = backends.start_times()
     backends.stop_all()
     watcher = _GUARD.get("watcher")
     if watcher is None:
@@ -91,6 +92,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _GUARD.get("started"):
+        terminalreporter.write_line(f"private servers started in parallel: {_GUARD['started']}")
     for line in _GUARD.get("report", []):
         terminalreporter.write_line(line, red="FAILED" in line or "CHANGED" in line)
 

@@ -17,7 +17,7 @@ from exporter.collectors.celery.events import (
     exception_class,
     node_host,
 )
-from exporter.config import CelerySettings
+from exporter.collectors.celery.settings import CelerySettings
 
 
 class Clock:

@@ -334,3 +334,23 @@ def test_scrape_size_does_not_grow_with_tasks_processed() -> None:
         sizes.append(len(samples(state)))
     assert sizes[0] == sizes[1] == sizes[2]
     assert len(state.tasks) == 0
+
+
+def test_queue_workers_and_processes_per_queue() -> None:
+    """celery_active_worker_count / _process_count as celery-exporter: the workers whose
+    active_queues hold the queue, and the sum of their pools' child processes."""
+    from exporter.collectors.celery.collector import InspectSnapshot, _queue_workers
+
+    snap = InspectSnapshot(1.0, {
+        "a@web-1": {"queues": ["celery", "mail"], "processes": 4},
+        "b@web-1": {"queues": ["celery"], "processes": 2},
+        "c@web-2": {"queues": ["mail"], "processes": 0},  # a thread pool
+    })
+    values = {(s.name, s.labels["queue_name"]): s.value
+              for family in _queue_workers(["celery", "mail", "idle"], snap)
+              for s in family.samples}
+    assert values == {
+        ("celery_active_worker_count", "celery"): 2, ("celery_active_process_count", "celery"): 6,
+        ("celery_active_worker_count", "mail"): 2, ("celery_active_process_count", "mail"): 4,
+        ("celery_active_worker_count", "idle"): 0, ("celery_active_process_count", "idle"): 0,
+    }

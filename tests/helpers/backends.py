@@ -137,11 +137,11 @@ class RabbitMQ:
         return self
 
     def _up(self) -> bool:
-        import amqp
+        import amqp  # type: ignore[import-untyped]
 
         for proc in self.procs:
             if proc.poll() is not None:
-                raise AssertionError(f"RabbitMQ exited ({proc.args}): {self.log()}")
+                raise AssertionError(f"RabbitMQ exited ({proc.args!r}): {self.log()}")
         conn = amqp.Connection(f"127.0.0.1:{self.amqp_port}", userid="guest",
                                password="guest", connect_timeout=2)
         try:

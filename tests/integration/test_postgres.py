@@ -265,7 +265,7 @@ def test_a_part_the_server_lacks_leaves_the_others(
     import time
 
     from exporter.collectors.postgres import collector as pgmod
-    from exporter.config import PostgresSettings
+    from exporter.collectors.postgres.settings import PostgresSettings
 
     real = pgmod.build_parts
 

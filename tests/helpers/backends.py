@@ -17,6 +17,11 @@ In a test, prefer the session fixtures ``pg_dsn``, ``redis_url``, ``broker_url``
 module constants) may use the constants, or ``pg()``/``redis()``/``rabbitmq()`` for the
 server objects. Subprocesses get the URLs through their environment, never by
 importing this module (they would pick other ports).
+
+The older names keep working and now point here: ``tests.conftest.PG_DSN``/``REDIS_URL``/
+``BROKER_URL``, ``tests.helpers.celery.REDIS_PORT``/``RABBITMQ_PORT``/``rabbit_vhost()``
+and ``tests.helpers.redis_server.SHARED_URL``. Never write ``127.0.0.1:5432``/``6379``/
+``5672`` in a test: the guard in tests/conftest.py fails the run if anything connects there.
 """
 
 from __future__ import annotations

@@ -247,3 +247,23 @@ def test_sigkilled_worker_goes_down_then_is_purged(exporter: Exporter,
     assert exporter.scrape().get("stackmon_service_up", service="celery") == 0
     wait_for(lambda: not exporter.scrape().has("celery_worker_up", hostname=worker.host),
              timeout=PURGE_AFTER + 3, interval=0.2, what="the dead worker's series to go")
+
+
+def test_prefork_worker_processes_per_queue(exporter: Exporter,
+                                            worker_box: dict[str, Worker]) -> None:
+    """celery_active_process_count counts a prefork pool's child processes (inspect stats
+    "processes"), per queue the worker consumes, as celery-exporter does."""
+    worker = worker_box["prefork"] = start_worker(BROKER, queues="prio", concurrency=2,
+                                                  pool="prefork")
+
+    def counted() -> Samples | None:
+        s = exporter.scrape()
+        ok = (s.has("celery_worker_pool_info", hostname=worker.host, implementation="prefork")
+              and s.get("celery_active_process_count", queue_name="prio") == 2)
+        return s if ok else None
+
+    s = wait_or_dump(exporter, counted, worker, timeout=60, what="2 prefork processes on prio")
+    assert s.get("celery_active_worker_count", queue_name="prio") == 1
+    assert s.get("celery_active_worker_count", queue_name="celery") == 0
+    assert s.get("celery_active_process_count", queue_name="celery") == 0
+    worker.stop()

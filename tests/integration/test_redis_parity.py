@@ -41,7 +41,7 @@ STATIC = ("redis_db_keys", "redis_db_keys_expiring", "redis_config_maxclients",
           "redis_config_maxmemory", "redis_config_io_threads", "redis_memory_max_bytes",
           "redis_connected_slaves", "redis_instance_info", "redis_process_id",
           "redis_aof_enabled", "redis_slave_info", "redis_master_link_up",
-          "redis_rdb_last_bgsave_status", "redis_cluster_enabled", "redis_errors_total",
+          "redis_rdb_last_bgsave_status", "redis_cluster_enabled",
           "redis_master_sync_in_progress")
 # Gauges that only grow (every command is a slow log entry here): compared as counters.
 GROWING = {"redis_slowlog_last_id"}

@@ -1,0 +1,100 @@
+"""One PNG per dimension from bench/results/scale-*.json (written by bench/scale.py).
+
+    .venv/bin/pip install -e '.[bench]'      # matplotlib: bench only, never a runtime dep
+    .venv/bin/python -m bench.plot            # -> bench/results/scale-<dimension>.png
+
+Each PNG has four panels against the dimension: scrape latency (p50 solid, p99 dotted),
+exporter CPU ms per scrape, series per scrape, and the backend's work per scrape (or RSS
+where there is no backend). One line per exporter and variant, stackmon beside the anchor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLOURS = {"stackmon": "tab:blue", "postgres_exporter": "tab:orange",
+           "redis_exporter": "tab:red"}
+STYLES = ["-", "--", "-.", ":"]
+
+# Fourth panel: the first figure the points have.
+BACKEND_PANELS = [
+    ("pg_server_cpu_ms_per_scrape", "PostgreSQL server CPU ms / scrape"),
+    ("redis_commands_per_scrape", "Redis commands / scrape"),
+    ("handle_us_per_event", "EventState.handle µs / event"),
+    ("threads", "exporter threads"),
+]
+
+
+def lines(points: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for p in points:
+        out[(p["exporter"], p["series_name"])].append(p)
+    for pts in out.values():
+        pts.sort(key=lambda p: p["x"])
+    return out
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    points = doc["points"]
+    groups = lines(points)
+    fourth = next(((k, label) for k, label in BACKEND_PANELS if k in points[0]),
+                  ("rss_mb", "exporter RSS MB"))
+    panels = [("p50_ms", "scrape ms (p50 —, p99 ···)"), ("cpu_ms_per_scrape",
+              "exporter CPU ms / scrape"), ("series", "series / scrape"), fourth]
+    if doc.get("in_process"):
+        panels[0] = ("render_cpu_ms", "text exposition CPU ms / scrape")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    variants: dict[str, int] = {}
+    for (exporter, name), pts in groups.items():
+        style = STYLES[variants.setdefault(name, len(variants)) % len(STYLES)]
+        colour = COLOURS.get(exporter, "tab:gray")
+        xs = [p["x"] for p in pts]
+        for ax, (key, _label) in zip(axes.flat, panels, strict=True):
+            if key not in pts[0]:
+                continue
+            ax.plot(xs, [p[key] for p in pts], style, color=colour, marker="o",
+                    label=f"{exporter} ({name})")
+            if key == "p50_ms" and "p99_ms" in pts[0]:
+                ax.plot(xs, [p["p99_ms"] for p in pts], ":", color=colour, marker=".")
+    for ax, (_key, label) in zip(axes.flat, panels, strict=True):
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel(doc["x_label"])
+        if doc.get("x_log"):
+            ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(f"{doc['dimension']} — measured {doc['measured']} "
+                 f"({doc['machine']['cpus']} CPUs, load {doc['machine']['load1']:.1f})",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dimensions", nargs="*", help="default: every scale-*.json")
+    args = ap.parse_args()
+    files = ([RESULTS / f"scale-{d}.json" for d in args.dimensions] if args.dimensions
+             else sorted(RESULTS.glob("scale-*.json")))
+    for src in files:
+        doc = json.loads(src.read_text())
+        out = src.with_suffix(".png")
+        plot(doc, out)
+        print(f"wrote {out.relative_to(RESULTS.parent.parent)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,676 @@
+"""How stackmon's cost grows with the work: one subcommand per dimension (benchmark).
+
+Every subcommand starts its own servers (private PostgreSQL cluster, redis-servers, HTTP
+test servers: free loopback ports, temp dirs, never the machine's 5432/6379/5672), the
+exporters on free ports, grows one dimension with everything else at its default, and
+writes ``bench/results/scale-<dimension>.json``; ``bench/plot.py`` draws them.
+
+    nice -n 5 .venv/bin/python -m bench.scale redis-keys       # 10 -> 1,000,000 keys, 1 / 16 DBs
+    nice -n 5 .venv/bin/python -m bench.scale redis-targets    # 1 -> 50 targets on /probe
+    nice -n 5 .venv/bin/python -m bench.scale pg-databases     # 1 -> 100 databases
+    nice -n 5 .venv/bin/python -m bench.scale pg-tables        # 10 -> 10,000 tables
+    nice -n 5 .venv/bin/python -m bench.scale pg-sessions      # 10 -> 1,000 sessions
+    nice -n 5 .venv/bin/python -m bench.scale celery-tasks     # 10 -> 1,000 task names
+    nice -n 5 .venv/bin/python -m bench.scale celery-workers   # 1 -> 50 workers
+    nice -n 5 .venv/bin/python -m bench.scale celery-queues    # 1 -> 100 queues
+    nice -n 5 .venv/bin/python -m bench.scale services         # 1 -> 100 checks, 1/10 hanging
+    nice -n 5 .venv/bin/python -m bench.scale all
+
+Figures per point (``--scrapes`` sequential keep-alive scrapes after 3 warm-up ones):
+scrape p50/p99 ms (wall clock: noisy on a shared machine), exporter CPU ms per scrape
+(utime+stime from /proc/<pid>/stat over all scrapes: robust to other load), series
+(sample lines), RSS MB after the scrapes, and the backend's work per scrape: PostgreSQL
+transactions (pg_stat_database) and server CPU (every server process, plus the reaped
+ones via the postmaster's cutime), Redis commands (INFO commandstats) and server CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+TICK = os.sysconf("SC_CLK_TCK")
+PG_EXPORTER = shutil.which("prometheus-postgres-exporter")
+REDIS_EXPORTER = shutil.which("prometheus-redis-exporter")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something true (bench code: polling is fine)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as err:  # not up yet
+            last = err
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}: {last}")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (threads included) in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round((len(s) - 1) * p / 100))]
+
+
+# --- exporters --------------------------------------------------------------------------
+
+class Exporter:
+    """One exporter process on a free loopback port; ``path`` is what a scrape GETs."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+                 ready_path: str = "/metrics") -> None:
+        self.name = name
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"scale-{name}-"))
+        self.log = open(self.tmp / "log", "wb")  # noqa: SIM115 - owned by the process
+        argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=self.log,
+                                     stderr=self.log, start_new_session=True)
+        wait(lambda: self._ready(ready_path), 60, f"{name} on {self.port}")
+
+    def _ready(self, path: str) -> bool:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"{self.name} exited: {(self.tmp / 'log').read_text()[-2000:]}")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def stackmon(config: dict[str, Any], extra: Sequence[str] = ()) -> Exporter:
+    """stackmon with only the sections in ``config`` (host off), from this worktree."""
+    tmp = Path(tempfile.mkdtemp(prefix="scale-cfg-"))
+    cfg = tmp / "stackmon.yml"
+    cfg.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
+    return Exporter("stackmon", [sys.executable, "-m", "exporter",
+                                 "--web.listen-address=127.0.0.1:{port}", "--no-collector.host",
+                                 f"--config.file={cfg}", *extra], env)
+
+
+def postgres_exporter(dsn: str, extra: Sequence[str] = ()) -> Exporter:
+    assert PG_EXPORTER, "apt-get install prometheus-postgres-exporter"
+    env = {"PATH": os.environ.get("PATH", ""), "DATA_SOURCE_NAME": dsn}
+    return Exporter("postgres_exporter", [PG_EXPORTER, "--web.listen-address=127.0.0.1:{port}",
+                                          *extra], env)
+
+
+def redis_exporter(url: str | None) -> Exporter:
+    assert REDIS_EXPORTER, "apt-get install prometheus-redis-exporter"
+    argv = [REDIS_EXPORTER, "-web.listen-address", "127.0.0.1:{port}"]
+    if url:
+        argv += ["-redis.addr", url]
+    else:  # /scrape?target= only: an unreachable default so /metrics stays cheap
+        argv += ["-redis.addr", ""]
+    return Exporter("redis_exporter", argv, {"PATH": os.environ.get("PATH", "")})
+
+
+class Scraper:
+    """One keep-alive HTTP/1.1 connection, like Prometheus's."""
+
+    def __init__(self, port: int, timeout: float = 60) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def get(self, path: str) -> bytes:
+        self.conn.request("GET", path, headers={"Accept-Encoding": "identity"})
+        resp = self.conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path}: {resp.status} {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def series(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+
+
+# --- backends ---------------------------------------------------------------------------
+
+class Backend:
+    """Work done by the backend between two snapshots."""
+
+    def snapshot(self) -> dict[str, float]:
+        return {}
+
+
+class PgBackend(Backend):
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+
+    def snapshot(self) -> dict[str, float]:
+        # Backends flush their statistics when idle for ~1 s (PGSTAT_MIN_INTERVAL).
+        time.sleep(1.2)
+        with self.cluster.connect() as conn:
+            row = conn.execute("SELECT sum(xact_commit + xact_rollback), "
+                               "(SELECT count(*) FROM pg_stat_activity "
+                               " WHERE backend_type = 'client backend') "
+                               "FROM pg_stat_database").fetchone()
+        pid = int((self.cluster.datadir / "postmaster.pid").read_text().splitlines()[0])
+        master = psutil.Process(pid)
+        cpu = sum(t.user + t.system + t.children_user + t.children_system
+                  for t in [master.cpu_times()])
+        for child in master.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                t = child.cpu_times()
+                cpu += t.user + t.system
+        # Our own snapshot transaction is 1 of them (subtracted by the delta's caller).
+        return {"xacts": float(row[0]), "server_cpu_s": cpu, "client_backends": float(row[1])}
+
+
+class RedisBackend(Backend):
+    def __init__(self, ports: Sequence[int]) -> None:
+        self.clients = [redis.Redis(port=p, socket_timeout=10) for p in ports]
+
+    def snapshot(self) -> dict[str, float]:
+        calls = cpu = clients = conns = 0.0
+        for c in self.clients:
+            stats = c.info("commandstats")
+            calls += sum(float(v["calls"]) for v in stats.values())
+            info = c.info()
+            cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+            clients += float(info["connected_clients"]) - 1  # minus this connection
+            conns += float(info["total_connections_received"])
+        # The two INFO calls of this snapshot are subtracted by the caller.
+        return {"commands": calls, "server_cpu_s": cpu, "clients_held": clients,
+                "connections_opened": conns, "snapshot_commands": 2.0 * len(self.clients)}
+
+
+def measure(exp: Exporter, paths: Sequence[str], scrapes: int, backend: Backend | None = None,
+            timeout: float = 60) -> dict[str, float]:
+    """``scrapes`` rounds; one round GETs every path once. Figures are per GET."""
+    scraper = Scraper(exp.port, timeout)
+    try:
+        body = b""
+        for _ in range(3):
+            for path in paths:
+                body = scraper.get(path)
+        before = backend.snapshot() if backend else {}
+        cpu0 = proc_cpu_seconds(exp.pid)
+        times: list[float] = []
+        for _ in range(scrapes):
+            for path in paths:
+                t0 = time.perf_counter()
+                body = scraper.get(path)
+                times.append((time.perf_counter() - t0) * 1000)
+        cpu1 = proc_cpu_seconds(exp.pid)
+        after = backend.snapshot() if backend else {}
+    finally:
+        scraper.close()
+    n = len(times)
+    out = {"p50_ms": statistics.median(times), "p99_ms": pct(times, 99),
+           "cpu_ms_per_scrape": (cpu1 - cpu0) * 1000 / n, "series": float(series(body)),
+           "series_total": float(series(body)) * len(paths),
+           "rss_mb": rss_mb(exp.pid), "scrapes": float(n),
+           "threads": float(psutil.Process(exp.pid).num_threads())}
+    if "xacts" in before:
+        out["pg_xacts_per_scrape"] = (after["xacts"] - before["xacts"] - 1) / n
+        out["pg_server_cpu_ms_per_scrape"] = (after["server_cpu_s"] - before["server_cpu_s"]
+                                              ) * 1000 / n
+        out["pg_client_backends"] = after["client_backends"]
+    if "commands" in before:
+        out["redis_commands_per_scrape"] = (after["commands"] - before["commands"]
+                                            - before["snapshot_commands"]) / n
+        out["redis_server_cpu_ms_per_scrape"] = (after["server_cpu_s"] - before["server_cpu_s"]
+                                                 ) * 1000 / n
+        out["redis_connections_held"] = after["clients_held"]
+        out["redis_connections_opened_per_scrape"] = (
+            after["connections_opened"] - before["connections_opened"]) / n
+    return out
+
+
+def write(dimension: str, doc: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc.update({"dimension": dimension, "measured": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                  time.gmtime()),
+                "machine": {"cpus": os.cpu_count(), "load1": os.getloadavg()[0],
+                            "python": platform.python_version()}})
+    path = RESULTS / f"scale-{dimension}.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {path.relative_to(REPO)}", flush=True)
+
+
+def show(label: str, x: int, fig: dict[str, float]) -> None:
+    keys = ("p50_ms", "p99_ms", "cpu_ms_per_scrape", "series", "rss_mb",
+            "pg_xacts_per_scrape", "pg_server_cpu_ms_per_scrape", "redis_commands_per_scrape",
+            "redis_connections_held")
+    print(f"{label:>18} x={x:<8} " + " ".join(f"{k}={fig[k]:.2f}" for k in keys if k in fig),
+          flush=True)
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def redis_servers(count: int) -> Iterator[list[int]]:
+    tmp = Path(tempfile.mkdtemp(prefix="scale-redis-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    ports = [free_port() for _ in range(count)]
+    try:
+        for port in ports:
+            procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(tmp), "--databases", "16",
+                 "--enable-debug-command", "local"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in ports:
+            wait(redis.Redis(port=port, socket_timeout=2).ping, 30, f"redis {port}")
+        yield ports
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_redis_keys(args: argparse.Namespace) -> None:
+    """Keys 10 -> 1,000,000 spread over 1 or 16 databases: stackmon and redis_exporter."""
+    points: list[dict[str, Any]] = []
+    with redis_servers(1) as (port,):
+        url = f"redis://127.0.0.1:{port}"
+        exporters = [stackmon({"redis": {"url": url}}), redis_exporter(url)]
+        backend = RedisBackend([port])
+        admin = redis.Redis(port=port, socket_timeout=120)
+        try:
+            for dbs in (1, 16):
+                for keys in args.keys:
+                    admin.flushall()
+                    for db in range(dbs):
+                        redis.Redis(port=port, db=db, socket_timeout=120).execute_command(  # type: ignore[no-untyped-call]
+                            "DEBUG", "POPULATE", keys // dbs, f"k{db}:", 16)
+                    for exp in exporters:
+                        fig = measure(exp, ["/metrics"], args.scrapes, backend)
+                        show(f"{exp.name}/{dbs}db", keys, fig)
+                        points.append({"exporter": exp.name, "series_name": f"{dbs} DB",
+                                       "x": keys, **fig})
+        finally:
+            for exp in exporters:
+                exp.stop()
+    write("redis-keys", {"x_label": "keys", "x_log": True, "points": points})
+
+
+def bench_redis_targets(args: argparse.Namespace) -> None:
+    """1 -> 50 Redis targets, each scraped once per round through /probe (stackmon) and
+    /scrape?target= (redis_exporter). Per-probe cost, connections held, memory."""
+    points: list[dict[str, Any]] = []
+    top = max(args.targets)
+    with redis_servers(top) as ports:
+        for count in args.targets:
+            used = ports[:count]
+            config = {"redis": {"targets": [{"name": f"r{i}", "url": f"redis://127.0.0.1:{p}"}
+                                            for i, p in enumerate(used)]}}
+            variants = [(stackmon(config), [f"/probe?target=r{i}" for i in range(count)])]
+            variants.append((redis_exporter(None),
+                             [f"/scrape?target=redis://127.0.0.1:{p}" for p in used]))
+            backend = RedisBackend(used)
+            for exp, paths in variants:
+                try:
+                    rss0 = rss_mb(exp.pid)
+                    fig = measure(exp, paths, args.rounds, backend)
+                    fig["rss_start_mb"] = rss0
+                    show(exp.name, count, fig)
+                    points.append({"exporter": exp.name, "series_name": "per probe",
+                                   "x": count, **fig})
+                finally:
+                    exp.stop()
+    write("redis-targets", {"x_label": "Redis targets (each probed once per round)",
+                            "x_log": True, "points": points})
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def pg_cluster(options: Sequence[str] = ()) -> Iterator[Any]:
+    sys.path.insert(0, str(REPO))
+    from tests.helpers.pgcluster import Cluster, wait_ready
+
+    cluster = Cluster.create(options=list(options))
+    try:
+        wait_ready(cluster)
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def pg_dsn(cluster: Any, dbname: str = "postgres") -> str:
+    return f"postgresql://postgres@127.0.0.1:{cluster.port}/{dbname}?sslmode=disable"
+
+
+def pg_exporters(cluster: Any, anchor_args: Sequence[str], stackmon_pg: dict[str, Any]
+                 ) -> list[Exporter]:
+    exps = [stackmon({"postgres": {"dsn": pg_dsn(cluster), **stackmon_pg}})]
+    exps.append(postgres_exporter(pg_dsn(cluster), anchor_args))
+    return exps
+
+
+def bench_pg_databases(args: argparse.Namespace) -> None:
+    points: list[dict[str, Any]] = []
+    with pg_cluster(["-c max_connections=300"]) as cluster:
+        made = 1  # postgres
+        backend = PgBackend(cluster)
+        with cluster.connect() as conn:
+            for count in args.databases:
+                while made < count:
+                    conn.execute(f"CREATE DATABASE bench{made}")
+                    made += 1
+                for exp in pg_exporters(cluster, ["--auto-discover-databases"], {}):
+                    try:
+                        fig = measure(exp, ["/metrics"], args.scrapes, backend)
+                        show(exp.name, count, fig)
+                        points.append({"exporter": exp.name, "series_name": "default",
+                                       "x": count, **fig})
+                    finally:
+                        exp.stop()
+    write("pg-databases", {"x_label": "databases", "x_log": True, "points": points})
+
+
+def bench_pg_tables(args: argparse.Namespace) -> None:
+    points: list[dict[str, Any]] = []
+    from exporter.collectors.postgres.settings import PostgresSettings
+
+    has_limit = "user_tables_limit" in PostgresSettings.__dataclass_fields__
+    variants: list[tuple[str, dict[str, Any]]] = [("default", {})]
+    if has_limit:
+        variants.append(("uncapped", {"user_tables_limit": args.uncapped}))
+    with pg_cluster() as cluster:
+        backend = PgBackend(cluster)
+        made = 0
+        with cluster.connect() as conn:
+            for count in args.tables:
+                if count > made:
+                    conn.execute(f"DO $$ BEGIN FOR i IN {made}..{count - 1} LOOP "
+                                 "EXECUTE format('CREATE TABLE t%s (id int primary key, v text)',"
+                                 " i); END LOOP; END $$")
+                    made = count
+                    conn.execute("ANALYZE")
+                for name, extra in variants:
+                    exp = stackmon({"postgres": {"dsn": pg_dsn(cluster), **extra}})
+                    try:
+                        fig = measure(exp, ["/metrics"], args.scrapes, backend)
+                        show(f"stackmon/{name}", count, fig)
+                        points.append({"exporter": "stackmon", "series_name": name,
+                                       "x": count, **fig})
+                    finally:
+                        exp.stop()
+    write("pg-tables", {"x_label": "user tables", "x_log": True, "points": points,
+                        "user_tables_limit_available": has_limit})
+
+
+def bench_pg_sessions(args: argparse.Namespace) -> None:
+    points: list[dict[str, Any]] = []
+    top = max(args.sessions)
+    with pg_cluster([f"-c max_connections={top + 50}"]) as cluster:
+        backend = PgBackend(cluster)
+        held: list[Any] = []
+        try:
+            for count in args.sessions:
+                while len(held) < count:
+                    held.append(cluster.connect())
+                for exp in pg_exporters(cluster, [], {}):
+                    try:
+                        fig = measure(exp, ["/metrics"], args.scrapes, backend)
+                        show(exp.name, count, fig)
+                        points.append({"exporter": exp.name, "series_name": "idle sessions",
+                                       "x": count, **fig})
+                    finally:
+                        exp.stop()
+        finally:
+            for conn in held:
+                conn.close()
+    write("pg-sessions", {"x_label": "idle client sessions", "x_log": True, "points": points})
+
+
+# --- Celery -------------------------------------------------------------------------------
+
+def _celery_state(task_names: int, workers: int, tasks: int) -> tuple[Any, float]:
+    """An EventState fed a simulated stream: ``tasks`` tasks over the names and workers
+    (sent/received/started/succeeded), one heartbeat per worker; returns it and the
+    handle() cost in us/event."""
+    import dataclasses
+
+    from exporter.collectors.celery.events import EventState
+    from exporter.collectors.celery.settings import CelerySettings
+
+    state = EventState(dataclasses.replace(CelerySettings(), broker_url="redis://x/0"))
+    events: list[dict[str, Any]] = []
+    now = time.time()
+    for w in range(workers):
+        events.append({"type": "worker-heartbeat", "hostname": f"celery@host{w}",
+                       "timestamp": now, "freq": 2.0, "active": 0, "processed": 0})
+    for i in range(tasks):
+        uuid, name, worker = f"u{i}", f"bench.task{i % task_names}", f"celery@host{i % workers}"
+        events += [
+            {"type": "task-sent", "uuid": uuid, "name": name, "queue": "celery",
+             "timestamp": now, "hostname": "client@producer"},
+            {"type": "task-received", "uuid": uuid, "name": name, "hostname": worker,
+             "timestamp": now},
+            {"type": "task-started", "uuid": uuid, "hostname": worker, "timestamp": now},
+            {"type": "task-succeeded", "uuid": uuid, "hostname": worker, "runtime": 0.01,
+             "timestamp": now},
+        ]
+    t0 = time.process_time()
+    for event in events:
+        state.handle(event)
+    return state, (time.process_time() - t0) / len(events) * 1e6
+
+
+def _celery_scrape_cost(state: Any, rounds: int) -> dict[str, float]:
+    """CPU of building the families and of the text exposition, per scrape."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    class Fixed:
+        def __init__(self) -> None:
+            self.families: list[Any] = []
+
+        def collect(self) -> list[Any]:
+            return self.families
+
+    fixed = Fixed()
+    registry = CollectorRegistry()
+    registry.register(fixed)
+    build: list[float] = []
+    render: list[float] = []
+    text = b""
+    for _ in range(rounds):
+        t0 = time.process_time()
+        fixed.families = state.metrics()
+        t1 = time.process_time()
+        text = generate_latest(registry)
+        t2 = time.process_time()
+        build.append((t1 - t0) * 1000)
+        render.append((t2 - t1) * 1000)
+    overflow = dict(state.overflow)
+    return {"build_cpu_ms": statistics.median(build), "render_cpu_ms": statistics.median(render),
+            "cpu_ms_per_scrape": statistics.median([b + r for b, r in zip(build, render,
+                                                                          strict=True)]),
+            "p99_ms": pct([b + r for b, r in zip(build, render, strict=True)], 99),
+            "series": float(series(text)), "bytes": float(len(text)),
+            "rss_mb": rss_mb(os.getpid()),
+            **{f"overflow_{k}": float(v) for k, v in overflow.items()}}
+
+
+def bench_celery_tasks(args: argparse.Namespace) -> None:
+    points: list[dict[str, Any]] = []
+    for names in args.task_names:
+        state, per_event = _celery_state(names, 20, max(args.tasks, names))
+        fig = {**_celery_scrape_cost(state, args.rounds), "handle_us_per_event": per_event}
+        fig["p50_ms"] = fig["cpu_ms_per_scrape"]
+        show("stackmon(in-proc)", names, fig)
+        points.append({"exporter": "stackmon", "series_name": "20 workers", "x": names, **fig})
+    write("celery-tasks", {"x_label": "task names", "x_log": True, "points": points,
+                           "in_process": True})
+
+
+def bench_celery_workers(args: argparse.Namespace) -> None:
+    points: list[dict[str, Any]] = []
+    for workers in args.workers:
+        state, per_event = _celery_state(100, workers, args.tasks)
+        fig = {**_celery_scrape_cost(state, args.rounds), "handle_us_per_event": per_event}
+        fig["p50_ms"] = fig["cpu_ms_per_scrape"]
+        show("stackmon(in-proc)", workers, fig)
+        points.append({"exporter": "stackmon", "series_name": "100 task names", "x": workers,
+                       **fig})
+    write("celery-workers", {"x_label": "workers (one host each)", "x_log": True,
+                             "points": points, "in_process": True})
+
+
+def bench_celery_queues(args: argparse.Namespace) -> None:
+    """The real exporter on a private Redis broker with N configured queues."""
+    points: list[dict[str, Any]] = []
+    with redis_servers(1) as (port,):
+        broker = f"redis://127.0.0.1:{port}/0"
+        backend = RedisBackend([port])
+        client = redis.Redis(port=port)
+        for count in args.queues:
+            queues = [f"q{i}" for i in range(count)]
+            for q in queues:
+                client.delete(q)
+                client.rpush(q, *[b"x"] * 3)
+            exp = stackmon({"celery": {"broker_url": broker, "queues": queues,
+                                       "inspect_interval_seconds": 0}})
+            try:
+                fig = measure(exp, ["/metrics"], args.scrapes, backend)
+                show(exp.name, count, fig)
+                points.append({"exporter": exp.name, "series_name": "Redis broker",
+                               "x": count, **fig})
+            finally:
+                exp.stop()
+    write("celery-queues", {"x_label": "queues", "x_log": True, "points": points})
+
+
+# --- Services ------------------------------------------------------------------------------
+
+def bench_services(args: argparse.Namespace) -> None:
+    """N http checks against one threaded test server; every tenth one hangs."""
+    sys.path.insert(0, str(REPO))
+    from tests.helpers.services import TargetServer
+
+    points: list[dict[str, Any]] = []
+    server = TargetServer()
+    try:
+        for count in args.checks:
+            checks = []
+            for i in range(count):
+                path = "/hang" if i % 10 == 9 else "/ok"
+                checks.append({"name": f"svc{i}", "type": "http", "url": server.url(path),
+                               "timeout_seconds": args.check_timeout})
+            exp = stackmon({"services": {"checks": checks}})
+            try:
+                # Every scrape waits out the hanging checks' timeout: fewer of them.
+                fig = measure(exp, ["/metrics"], min(args.scrapes, 20))
+                fig["hanging"] = float(count // 10)
+                show(exp.name, count, fig)
+                points.append({"exporter": exp.name, "series_name": "a tenth hanging",
+                               "x": count, **fig})
+            finally:
+                exp.stop()
+    finally:
+        server.release.set()
+        server.stop()
+    write("services", {"x_label": "http checks", "x_log": True, "points": points,
+                       "check_timeout_seconds": args.check_timeout})
+
+
+DIMENSIONS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "redis-keys": bench_redis_keys, "redis-targets": bench_redis_targets,
+    "pg-databases": bench_pg_databases, "pg-tables": bench_pg_tables,
+    "pg-sessions": bench_pg_sessions, "celery-tasks": bench_celery_tasks,
+    "celery-workers": bench_celery_workers, "celery-queues": bench_celery_queues,
+    "services": bench_services,
+}
+
+
+def ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dimension", choices=[*DIMENSIONS, "all"])
+    ap.add_argument("--scrapes", type=int, default=50, help="scrapes per point")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="redis-targets: rounds over all targets; celery: scrapes")
+    ap.add_argument("--keys", type=ints, default=[10, 1000, 100_000, 1_000_000])
+    ap.add_argument("--targets", type=ints, default=[1, 5, 10, 25, 50])
+    ap.add_argument("--databases", type=ints, default=[1, 10, 30, 100])
+    ap.add_argument("--tables", type=ints, default=[10, 100, 1000, 10_000])
+    ap.add_argument("--uncapped", type=int, default=100_000,
+                    help="pg-tables: user_tables_limit of the uncapped variant")
+    ap.add_argument("--sessions", type=ints, default=[10, 100, 300, 1000])
+    ap.add_argument("--task-names", type=ints, default=[10, 100, 300, 1000])
+    ap.add_argument("--workers", type=ints, default=[1, 5, 20, 50])
+    ap.add_argument("--tasks", type=int, default=20_000, help="celery: simulated tasks")
+    ap.add_argument("--queues", type=ints, default=[1, 10, 30, 100])
+    ap.add_argument("--checks", type=ints, default=[1, 10, 30, 100])
+    ap.add_argument("--check-timeout", type=float, default=1.0,
+                    help="services: timeout_seconds of every check")
+    args = ap.parse_args(argv)
+    todo = list(DIMENSIONS) if args.dimension == "all" else [args.dimension]
+    for name in todo:
+        started = time.monotonic()
+        print(f"== {name}", flush=True)
+        DIMENSIONS[name](args)
+        print(f"== {name} took {time.monotonic() - started:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,18 @@ BACKEND_PANELS = [
 ]
 
 
+# Dimensions whose story is in other figures than the default four.
+PANELS = {
+    "redis-targets": [("p50_ms", "ms per probe (p50 —, p99 ···)"),
+                      ("cpu_ms_per_scrape", "exporter CPU ms / probe"),
+                      ("redis_connections_held", "Redis connections held between probes"),
+                      ("rss_mb", "exporter RSS MB")],
+    "services": [("p50_ms", "scrape ms (p50 —, p99 ···)"),
+                 ("cpu_ms_per_scrape", "exporter CPU ms / scrape"),
+                 ("series", "series / scrape"), ("threads", "exporter threads")],
+}
+
+
 def lines(points: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for p in points:
@@ -53,8 +65,10 @@ def plot(doc: dict[str, Any], path: Path) -> None:
               "exporter CPU ms / scrape"), ("series", "series / scrape"), fourth]
     if doc.get("in_process"):
         panels[0] = ("render_cpu_ms", "text exposition CPU ms / scrape")
+    panels = PANELS.get(doc["dimension"], panels)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     variants: dict[str, int] = {}
+    xs_all = [p["x"] for p in points]
     for (exporter, name), pts in groups.items():
         style = STYLES[variants.setdefault(name, len(variants)) % len(STYLES)]
         colour = COLOURS.get(exporter, "tab:gray")
@@ -66,13 +80,18 @@ def plot(doc: dict[str, Any], path: Path) -> None:
                     label=f"{exporter} ({name})")
             if key == "p50_ms" and "p99_ms" in pts[0]:
                 ax.plot(xs, [p["p99_ms"] for p in pts], ":", color=colour, marker=".")
-    for ax, (_key, label) in zip(axes.flat, panels, strict=True):
+    for ax, (key, label) in zip(axes.flat, panels, strict=True):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel(doc["x_label"])
-        if doc.get("x_log"):
+        # Log scale only for ranges over three decades (keys, tables): a linear axis
+        # shows "at most linear" as a straight line, which is what the verdicts are about.
+        if max(xs_all) >= 1000 * min(xs_all):
             ax.set_xscale("log")
         ax.grid(True, alpha=0.3)
-        ax.set_ylim(bottom=0)
+        if key == "p50_ms":  # p99 on a loaded machine is 10-100x p50: log keeps both
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"{doc['dimension']} — measured {doc['measured']} "
                  f"({doc['machine']['cpus']} CPUs, load {doc['machine']['load1']:.1f})",

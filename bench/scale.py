@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import http.client
 import json
 import os
@@ -161,15 +162,17 @@ def redis_exporter(url: str | None) -> Exporter:
 
 
 class Scraper:
-    """One keep-alive HTTP/1.1 connection, like Prometheus's."""
+    """One keep-alive HTTP/1.1 connection asking for gzip, like Prometheus."""
 
     def __init__(self, port: int, timeout: float = 60) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def get(self, path: str) -> bytes:
-        self.conn.request("GET", path, headers={"Accept-Encoding": "identity"})
+        self.conn.request("GET", path, headers={"Accept-Encoding": "gzip"})  # as Prometheus
         resp = self.conn.getresponse()
         body = resp.read()
+        if resp.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
         if resp.status != 200:
             raise RuntimeError(f"GET {path}: {resp.status} {body[:200]!r}")
         return body
@@ -196,8 +199,9 @@ class PgBackend(Backend):
         self.cluster = cluster
 
     def snapshot(self) -> dict[str, float]:
-        # Backends flush their statistics when idle for ~1 s (PGSTAT_MIN_INTERVAL).
-        time.sleep(1.2)
+        # A backend that flushed its statistics less than 1 s ago (PGSTAT_MIN_INTERVAL)
+        # flushes the rest after 10 s idle (PGSTAT_IDLE_INTERVAL): wait that out.
+        time.sleep(10.5)
         with self.cluster.connect() as conn:
             row = conn.execute("SELECT sum(xact_commit + xact_rollback), "
                                "(SELECT count(*) FROM pg_stat_activity "
@@ -211,7 +215,6 @@ class PgBackend(Backend):
             with contextlib.suppress(psutil.Error):
                 t = child.cpu_times()
                 cpu += t.user + t.system
-        # Our own snapshot transaction is 1 of them (subtracted by the delta's caller).
         return {"xacts": float(row[0]), "server_cpu_s": cpu, "client_backends": float(row[1])}
 
 
@@ -261,7 +264,8 @@ def measure(exp: Exporter, paths: Sequence[str], scrapes: int, backend: Backend 
            "rss_mb": rss_mb(exp.pid), "scrapes": float(n),
            "threads": float(psutil.Process(exp.pid).num_threads())}
     if "xacts" in before:
-        out["pg_xacts_per_scrape"] = (after["xacts"] - before["xacts"] - 1) / n
+        # The "before" snapshot's own session counts 2 (measured with nothing else running).
+        out["pg_xacts_per_scrape"] = (after["xacts"] - before["xacts"] - 2) / n
         out["pg_server_cpu_ms_per_scrape"] = (after["server_cpu_s"] - before["server_cpu_s"]
                                               ) * 1000 / n
         out["pg_client_backends"] = after["client_backends"]
@@ -332,9 +336,12 @@ def bench_redis_keys(args: argparse.Namespace) -> None:
             for dbs in (1, 16):
                 for keys in args.keys:
                     admin.flushall()
+                    # Every database gets keys (at least one), so 16 DBs means 16 keyspaces.
                     for db in range(dbs):
-                        redis.Redis(port=port, db=db, socket_timeout=120).execute_command(  # type: ignore[no-untyped-call]
-                            "DEBUG", "POPULATE", keys // dbs, f"k{db}:", 16)
+                        conn = redis.Redis(port=port, db=db, socket_timeout=120)
+                        conn.execute_command(  # type: ignore[no-untyped-call]
+                            "DEBUG", "POPULATE", max(1, keys // dbs), f"k{db}:", 16)
+                        conn.close()
                     for exp in exporters:
                         fig = measure(exp, ["/metrics"], args.scrapes, backend)
                         show(f"{exp.name}/{dbs}db", keys, fig)
@@ -365,6 +372,11 @@ def bench_redis_targets(args: argparse.Namespace) -> None:
                     rss0 = rss_mb(exp.pid)
                     fig = measure(exp, paths, args.rounds, backend)
                     fig["rss_start_mb"] = rss0
+                    # Idle targets: what the exporter burns between probes.
+                    cpu0 = proc_cpu_seconds(exp.pid)
+                    time.sleep(args.idle_seconds)
+                    fig["idle_cpu_ms_per_s"] = ((proc_cpu_seconds(exp.pid) - cpu0) * 1000
+                                                / args.idle_seconds)
                     show(exp.name, count, fig)
                     points.append({"exporter": exp.name, "series_name": "per probe",
                                    "x": count, **fig})
@@ -434,12 +446,13 @@ def bench_pg_tables(args: argparse.Namespace) -> None:
         made = 0
         with cluster.connect() as conn:
             for count in args.tables:
-                if count > made:
-                    conn.execute(f"DO $$ BEGIN FOR i IN {made}..{count - 1} LOOP "
+                while made < count:  # 500 a transaction: each holds locks until commit
+                    step = min(count, made + 500)
+                    conn.execute(f"DO $$ BEGIN FOR i IN {made}..{step - 1} LOOP "
                                  "EXECUTE format('CREATE TABLE t%s (id int primary key, v text)',"
                                  " i); END LOOP; END $$")
-                    made = count
-                    conn.execute("ANALYZE")
+                    made = step
+                conn.execute("ANALYZE")
                 for name, extra in variants:
                     exp = stackmon({"postgres": {"dsn": pg_dsn(cluster), **extra}})
                     try:
@@ -645,12 +658,14 @@ def ints(text: str) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dimension", choices=[*DIMENSIONS, "all"])
+    ap.add_argument("dimension", nargs="+", choices=[*DIMENSIONS, "all"])
     ap.add_argument("--scrapes", type=int, default=50, help="scrapes per point")
     ap.add_argument("--rounds", type=int, default=10,
                     help="redis-targets: rounds over all targets; celery: scrapes")
     ap.add_argument("--keys", type=ints, default=[10, 1000, 100_000, 1_000_000])
     ap.add_argument("--targets", type=ints, default=[1, 5, 10, 25, 50])
+    ap.add_argument("--idle-seconds", type=float, default=10.0,
+                    help="redis-targets: idle window after the probes")
     ap.add_argument("--databases", type=ints, default=[1, 10, 30, 100])
     ap.add_argument("--tables", type=ints, default=[10, 100, 1000, 10_000])
     ap.add_argument("--uncapped", type=int, default=100_000,
@@ -664,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--check-timeout", type=float, default=1.0,
                     help="services: timeout_seconds of every check")
     args = ap.parse_args(argv)
-    todo = list(DIMENSIONS) if args.dimension == "all" else [args.dimension]
+    todo = list(DIMENSIONS) if "all" in args.dimension else args.dimension
     for name in todo:
         started = time.monotonic()
         print(f"== {name}", flush=True)

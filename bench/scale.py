@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import http.client
 import json
@@ -97,13 +98,13 @@ class Exporter:
     """One exporter process on a free loopback port; ``path`` is what a scrape GETs."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-                 ready_path: str = "/metrics") -> None:
+                 ready_path: str = "/metrics", cwd: Path = REPO) -> None:
         self.name = name
         self.port = free_port()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"scale-{name}-"))
         self.log = open(self.tmp / "log", "wb")  # noqa: SIM115 - owned by the process
         argv = [a.replace("{port}", str(self.port)) for a in argv]
-        self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=self.log,
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log,
                                      stderr=self.log, start_new_session=True)
         wait(lambda: self._ready(ready_path), 60, f"{name} on {self.port}")
 
@@ -133,15 +134,16 @@ class Exporter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def stackmon(config: dict[str, Any], extra: Sequence[str] = ()) -> Exporter:
-    """stackmon with only the sections in ``config`` (host off), from this worktree."""
+def stackmon(config: dict[str, Any], extra: Sequence[str] = (), code: Path = REPO) -> Exporter:
+    """stackmon with only the sections in ``config`` (host off), from this worktree or
+    from ``code``, another checkout's root (``python -m exporter`` imports from the cwd)."""
     tmp = Path(tempfile.mkdtemp(prefix="scale-cfg-"))
     cfg = tmp / "stackmon.yml"
     cfg.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
     return Exporter("stackmon", [sys.executable, "-m", "exporter",
                                  "--web.listen-address=127.0.0.1:{port}", "--no-collector.host",
-                                 f"--config.file={cfg}", *extra], env)
+                                 f"--config.file={cfg}", *extra], env, cwd=code)
 
 
 def postgres_exporter(dsn: str, extra: Sequence[str] = ()) -> Exporter:
@@ -434,36 +436,54 @@ def bench_pg_databases(args: argparse.Namespace) -> None:
 
 
 def bench_pg_tables(args: argparse.Namespace) -> None:
+    """User tables in the connected database. stackmon's per-table metrics
+    (``postgres.user_tables_limit``) at their default cap and uncapped, from this tree or
+    from ``--pg-code`` (a checkout that has them); postgres_exporter with the shared
+    harness's pg_stat_user_tables queries (its 0.11 has no built-in per-table collector)."""
     points: list[dict[str, Any]] = []
-    from exporter.collectors.postgres.settings import PostgresSettings
-
-    has_limit = "user_tables_limit" in PostgresSettings.__dataclass_fields__
+    code = Path(args.pg_code).resolve() if args.pg_code else REPO
+    settings_py = (code / "exporter/collectors/postgres/settings.py").read_text()
+    has_limit = "user_tables_limit" in settings_py
     variants: list[tuple[str, dict[str, Any]]] = [("default", {})]
     if has_limit:
-        variants.append(("uncapped", {"user_tables_limit": args.uncapped}))
+        variants = [("cap 200 (default)", {}),
+                    ("uncapped", {"user_tables_limit": args.uncapped})]
+    queries = Path("/work/shared/bench/pg_exporter_queries.yaml")
     with pg_cluster() as cluster:
         backend = PgBackend(cluster)
         made = 0
         with cluster.connect() as conn:
             for count in args.tables:
-                while made < count:  # 500 a transaction: each holds locks until commit
-                    step = min(count, made + 500)
+                # One relation per table (no index, no toast), 1,000 per transaction: each
+                # CREATE holds a lock until commit (max_locks_per_transaction).
+                while made < count:
+                    step = min(count, made + 1000)
                     conn.execute(f"DO $$ BEGIN FOR i IN {made}..{step - 1} LOOP "
-                                 "EXECUTE format('CREATE TABLE t%s (id int primary key, v text)',"
-                                 " i); END LOOP; END $$")
+                                 "EXECUTE format('CREATE TABLE t%s (id int, v int)', i); "
+                                 "END LOOP; END $$")
                     made = step
                 conn.execute("ANALYZE")
-                for name, extra in variants:
-                    exp = stackmon({"postgres": {"dsn": pg_dsn(cluster), **extra}})
+                exps: list[tuple[str, Callable[[], Exporter]]] = [
+                    (name, functools.partial(stackmon, {"postgres": {"dsn": pg_dsn(cluster),
+                                                                     **extra}}, code=code))
+                    for name, extra in variants]
+                if queries.exists():
+                    exps.append(("per-table queries", functools.partial(
+                        postgres_exporter, pg_dsn(cluster),
+                        [f"--extend.query-path={queries}"])))
+                for name, start_exp in exps:
+                    exp = start_exp()
                     try:
-                        fig = measure(exp, ["/metrics"], args.scrapes, backend)
-                        show(f"stackmon/{name}", count, fig)
-                        points.append({"exporter": "stackmon", "series_name": name,
+                        # Uncapped 10,000 tables is ~200k series a scrape: fewer scrapes.
+                        fig = measure(exp, ["/metrics"], min(args.scrapes, 20), backend)
+                        show(f"{exp.name}/{name}", count, fig)
+                        points.append({"exporter": exp.name, "series_name": name,
                                        "x": count, **fig})
                     finally:
                         exp.stop()
     write("pg-tables", {"x_label": "user tables", "x_log": True, "points": points,
-                        "user_tables_limit_available": has_limit})
+                        "user_tables_limit_available": has_limit,
+                        "code": "this tree" if code == REPO else str(args.pg_code)})
 
 
 def bench_pg_sessions(args: argparse.Namespace) -> None:
@@ -670,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--tables", type=ints, default=[10, 100, 1000, 10_000])
     ap.add_argument("--uncapped", type=int, default=100_000,
                     help="pg-tables: user_tables_limit of the uncapped variant")
+    ap.add_argument("--pg-code", help="pg-tables: root of a checkout with per-table metrics "
+                    "(e.g. `git archive pgdropin | tar -x -C DIR`), default this tree")
     ap.add_argument("--sessions", type=ints, default=[10, 100, 300, 1000])
     ap.add_argument("--task-names", type=ints, default=[10, 100, 300, 1000])
     ap.add_argument("--workers", type=ints, default=[1, 5, 20, 50])

@@ -629,6 +629,89 @@ def bench_celery_queues(args: argparse.Namespace) -> None:
     write("celery-queues", {"x_label": "queues", "x_log": True, "points": points})
 
 
+def _lean_text(families: Sequence[Any]) -> bytes:
+    """A minimal text-format 0.0.4 encoder, for comparison only: legacy (ASCII) metric and
+    label names as stackmon makes them, so only label values and HELP need escaping."""
+    from prometheus_client.utils import floatToGoString
+
+    value: Callable[[float], str] = floatToGoString
+    out: list[str] = []
+    for f in families:
+        name, mtype = f.name, f.type
+        if mtype == "counter":
+            name += "_total"
+        elif mtype == "unknown":
+            mtype = "untyped"
+        doc = f.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
+        for sample in f.samples:
+            if sample.name.endswith("_created"):
+                continue
+            if sample.labels:
+                labels = ",".join(
+                    f'{k}="{v}"' if '"' not in v and "\\" not in v and "\n" not in v else
+                    f'{k}="' + v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"') + '"'
+                    for k, v in sorted(sample.labels.items()))
+                out.append(f"{sample.name}{{{labels}}} {value(sample.value)}\n")
+            else:
+                out.append(f"{sample.name} {value(sample.value)}\n")
+    return "".join(out).encode()
+
+
+class _Fixed:
+    """A collector that returns the families it was given (to time the encoders alone)."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def _cpu_ms(fn: Callable[[], object], rounds: int) -> float:
+    runs = []
+    for _ in range(rounds):
+        t0 = time.process_time()
+        fn()
+        runs.append((time.process_time() - t0) * 1000)
+    return statistics.median(runs)
+
+
+def _encoder_point(state: Any, rounds: int) -> dict[str, float]:
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    families = state.metrics()
+    registry = CollectorRegistry()
+    registry.register(_Fixed(families))
+    text: bytes = generate_latest(registry)
+    assert _lean_text(families) == text, "the lean encoder must produce the same bytes"
+    return {"series": float(series(text)), "bytes": float(len(text)),
+            "build_cpu_ms": _cpu_ms(state.metrics, rounds),
+            "text_cpu_ms": _cpu_ms(lambda: generate_latest(registry), rounds),
+            "openmetrics_cpu_ms": _cpu_ms(lambda: om_latest(registry), rounds),  # type: ignore[no-untyped-call]
+            "lean_cpu_ms": _cpu_ms(lambda: _lean_text(families), rounds),
+            "gzip5_cpu_ms": _cpu_ms(lambda: gzip.compress(text, compresslevel=5), rounds),
+            "gzip1_cpu_ms": _cpu_ms(lambda: gzip.compress(text, compresslevel=1), rounds)}
+
+
+def bench_encoder(args: argparse.Namespace) -> None:
+    """Where a large output's time goes: building the families, prometheus_client's text
+    and OpenMetrics encoders, a lean encoder, gzip (level 5 as the server). In-process,
+    on the Celery state of ``--task-names`` names (20 workers)."""
+    points: list[dict[str, Any]] = []
+    for names in args.task_names:
+        state, _ = _celery_state(names, 20, max(args.tasks, names))
+        fig = _encoder_point(state, args.rounds)
+        print(f"encoder x={names} " + " ".join(f"{k}={v:.1f}" for k, v in fig.items()),
+              flush=True)
+        points.append({"exporter": "stackmon", "series_name": "celery state", "x": names,
+                       **fig})
+    write("encoder", {"x_label": "task names (20 workers)", "in_process": True,
+                      "points": points})
+
+
 # --- Services ------------------------------------------------------------------------------
 
 def bench_services(args: argparse.Namespace) -> None:
@@ -667,7 +750,7 @@ DIMENSIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "pg-databases": bench_pg_databases, "pg-tables": bench_pg_tables,
     "pg-sessions": bench_pg_sessions, "celery-tasks": bench_celery_tasks,
     "celery-workers": bench_celery_workers, "celery-queues": bench_celery_queues,
-    "services": bench_services,
+    "services": bench_services, "encoder": bench_encoder,
 }
 
 

@@ -546,8 +546,9 @@ def _celery_state(task_names: int, workers: int, tasks: int) -> tuple[Any, float
 
 def _celery_scrape_cost(state: Any, rounds: int) -> dict[str, float]:
     """CPU of building the families and of the text exposition, per scrape."""
-    from prometheus_client.exposition import generate_latest
     from prometheus_client.registry import CollectorRegistry
+
+    from exporter.http.text import generate_text
 
     class Fixed:
         def __init__(self) -> None:
@@ -566,7 +567,7 @@ def _celery_scrape_cost(state: Any, rounds: int) -> dict[str, float]:
         t0 = time.process_time()
         fixed.families = state.metrics()
         t1 = time.process_time()
-        text = generate_latest(registry)
+        text = generate_text(registry)  # what /metrics does for Prometheus's Accept header
         t2 = time.process_time()
         build.append((t1 - t0) * 1000)
         render.append((t2 - t1) * 1000)
@@ -629,35 +630,6 @@ def bench_celery_queues(args: argparse.Namespace) -> None:
     write("celery-queues", {"x_label": "queues", "x_log": True, "points": points})
 
 
-def _lean_text(families: Sequence[Any]) -> bytes:
-    """A minimal text-format 0.0.4 encoder, for comparison only: legacy (ASCII) metric and
-    label names as stackmon makes them, so only label values and HELP need escaping."""
-    from prometheus_client.utils import floatToGoString
-
-    value: Callable[[float], str] = floatToGoString
-    out: list[str] = []
-    for f in families:
-        name, mtype = f.name, f.type
-        if mtype == "counter":
-            name += "_total"
-        elif mtype == "unknown":
-            mtype = "untyped"
-        doc = f.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
-        for sample in f.samples:
-            if sample.name.endswith("_created"):
-                continue
-            if sample.labels:
-                labels = ",".join(
-                    f'{k}="{v}"' if '"' not in v and "\\" not in v and "\n" not in v else
-                    f'{k}="' + v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"') + '"'
-                    for k, v in sorted(sample.labels.items()))
-                out.append(f"{sample.name}{{{labels}}} {value(sample.value)}\n")
-            else:
-                out.append(f"{sample.name} {value(sample.value)}\n")
-    return "".join(out).encode()
-
-
 class _Fixed:
     """A collector that returns the families it was given (to time the encoders alone)."""
 
@@ -682,23 +654,25 @@ def _encoder_point(state: Any, rounds: int) -> dict[str, float]:
     from prometheus_client.openmetrics.exposition import generate_latest as om_latest
     from prometheus_client.registry import CollectorRegistry
 
+    from exporter.http.text import generate_text
+
     families = state.metrics()
     registry = CollectorRegistry()
     registry.register(_Fixed(families))
     text: bytes = generate_latest(registry)
-    assert _lean_text(families) == text, "the lean encoder must produce the same bytes"
+    assert generate_text(registry) == text, "exporter.http.text must write the same bytes"
     return {"series": float(series(text)), "bytes": float(len(text)),
             "build_cpu_ms": _cpu_ms(state.metrics, rounds),
             "text_cpu_ms": _cpu_ms(lambda: generate_latest(registry), rounds),
             "openmetrics_cpu_ms": _cpu_ms(lambda: om_latest(registry), rounds),  # type: ignore[no-untyped-call]
-            "lean_cpu_ms": _cpu_ms(lambda: _lean_text(families), rounds),
+            "stackmon_text_cpu_ms": _cpu_ms(lambda: generate_text(registry), rounds),
             "gzip5_cpu_ms": _cpu_ms(lambda: gzip.compress(text, compresslevel=5), rounds),
             "gzip1_cpu_ms": _cpu_ms(lambda: gzip.compress(text, compresslevel=1), rounds)}
 
 
 def bench_encoder(args: argparse.Namespace) -> None:
     """Where a large output's time goes: building the families, prometheus_client's text
-    and OpenMetrics encoders, a lean encoder, gzip (level 5 as the server). In-process,
+    and OpenMetrics encoders, exporter/http/text.py, gzip (level 5 as the server). In-process,
     on the Celery state of ``--task-names`` names (20 workers)."""
     points: list[dict[str, Any]] = []
     for names in args.task_names:

@@ -41,6 +41,10 @@ PANELS = {
                       ("cpu_ms_per_scrape", "exporter CPU ms / probe"),
                       ("redis_connections_held", "Redis connections held between probes"),
                       ("rss_mb", "exporter RSS MB")],
+    "encoder": [("text_cpu_ms", "prometheus_client text encoder CPU ms"),
+                ("stackmon_text_cpu_ms", "exporter/http/text.py CPU ms (same bytes)"),
+                ("build_cpu_ms", "building the families CPU ms"),
+                ("gzip5_cpu_ms", "gzip level 5 CPU ms")],
     "services": [("p50_ms", "scrape ms (p50 —, p99 ···)"),
                  ("cpu_ms_per_scrape", "exporter CPU ms / scrape"),
                  ("series", "series / scrape"), ("threads", "exporter threads")],
@@ -92,7 +96,10 @@ def plot(doc: dict[str, Any], path: Path) -> None:
             ax.set_yscale("log")
         else:
             ax.set_ylim(bottom=0)
-    axes.flat[0].legend(fontsize=8)
+    for ax in axes.flat:  # the first panel with lines carries the legend
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+            break
     fig.suptitle(f"{doc['dimension']} — measured {doc['measured']} "
                  f"({doc['machine']['cpus']} CPUs, load {doc['machine']['load1']:.1f})",
                  fontsize=11)
@@ -101,10 +108,45 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+TABLE_KEYS = [("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("cpu_ms_per_scrape", "CPU ms/scrape"),
+              ("series", "series"), ("rss_mb", "RSS MB"),
+              ("pg_xacts_per_scrape", "PG xacts/scrape"),
+              ("pg_server_cpu_ms_per_scrape", "PG CPU ms/scrape"),
+              ("pg_client_backends", "PG backends"),
+              ("redis_commands_per_scrape", "Redis cmds/scrape"),
+              ("redis_server_cpu_ms_per_scrape", "Redis CPU ms/scrape"),
+              ("redis_connections_held", "Redis conns held"),
+              ("idle_cpu_ms_per_s", "idle CPU ms/s"), ("threads", "threads"),
+              ("build_cpu_ms", "build ms"), ("render_cpu_ms", "render ms"),
+              ("handle_us_per_event", "handle µs/event"),
+              ("overflow_task_name", "overflow task_name"),
+              ("overflow_worker", "overflow worker"),
+              ("text_cpu_ms", "prometheus_client text ms"),
+              ("openmetrics_cpu_ms", "OpenMetrics ms"),
+              ("stackmon_text_cpu_ms", "exporter/http/text.py ms"),
+              ("gzip5_cpu_ms", "gzip -5 ms"), ("gzip1_cpu_ms", "gzip -1 ms")]
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The points as a Markdown table (columns: the figures the points have)."""
+    points = sorted(doc["points"], key=lambda p: (p["exporter"], p["series_name"], p["x"]))
+    keys = [(k, label) for k, label in TABLE_KEYS if any(k in p for p in points)]
+    rows = [f"| exporter | variant | {doc['x_label']} | " + " | ".join(lb for _, lb in keys)
+            + " |", "|---|---|---|" + "---|" * len(keys)]
+    for p in points:
+        cells = [f"{p[k]:.3g}" if k in p and abs(p[k]) < 1000 else
+                 f"{p[k]:.0f}" if k in p else "" for k, _ in keys]
+        rows.append(f"| {p['exporter']} | {p['series_name']} | {p['x']:,} | "
+                    + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dimensions", nargs="*", help="default: every scale-*.json")
+    ap.add_argument("--markdown", action="store_true",
+                    help="print each dimension's figures as a Markdown table too")
     args = ap.parse_args()
     files = ([RESULTS / f"scale-{d}.json" for d in args.dimensions] if args.dimensions
              else sorted(RESULTS.glob("scale-*.json")))
@@ -113,6 +155,9 @@ def main() -> None:
         out = src.with_suffix(".png")
         plot(doc, out)
         print(f"wrote {out.relative_to(RESULTS.parent.parent)}")
+        if args.markdown:
+            print(f"\n{doc['dimension']} ({doc['measured']}, load {doc['machine']['load1']:.1f})"
+                  f"\n\n{markdown(doc)}\n")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLOURS = {"stackmon": "tab:blue", "postgres_exporter": "tab:orange",
@@ -94,6 +95,8 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         ax.grid(True, alpha=0.3)
         if key == "p50_ms":  # p99 on a loaded machine is 10-100x p50: log keeps both
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ticker.ScalarFormatter())
+            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         else:
             ax.set_ylim(bottom=0)
     for ax in axes.flat:  # the first panel with lines carries the legend

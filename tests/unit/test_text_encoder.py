@@ -29,7 +29,7 @@ class Fixed:
 
 
 def reference(metrics: list[Any]) -> bytes:
-    return bytes(generate_latest(Fixed(metrics)))  # type: ignore[arg-type]
+    return bytes(generate_latest(Fixed(metrics)))
 
 
 names = st.from_regex(r"\A[a-z_][a-z0-9_]{0,12}\Z")
@@ -119,3 +119,42 @@ def test_what_it_does_not_handle_goes_to_prometheus_client() -> None:
         metrics = [plain, odd]
         assert generate_text(Fixed(metrics)) == reference(metrics)
     assert b"a_counter_created" in reference([created])
+
+
+def test_metrics_endpoint_uses_it_for_the_text_format_only(monkeypatch: Any) -> None:
+    """/metrics: Prometheus's text format from exporter/http/text.py (same bytes as
+    prometheus_client), OpenMetrics still from prometheus_client."""
+    from exporter.collectors.base import CollectorSet
+    from exporter.http import server
+
+    odd = GaugeMetricFamily("odd", 'a "quoted"\nhelp', labels=["path"])
+    odd.add_metric(['C:\\dir\n"x"'], math.nan)
+    families: list[Metric] = [odd, CounterMetricFamily("hits", "h", value=3.0)]
+
+    class Fixed(CollectorSet):
+        def __init__(self) -> None:
+            super().__init__([])
+
+        def collect(self, deadline: float) -> list[Any]:
+            return families
+
+    calls: list[int] = []
+
+    def counting(registry: Any) -> bytes:
+        calls.append(1)
+        return generate_text(registry)
+
+    app = server.App(Fixed())
+
+    def get(accept: str) -> tuple[list[str], bytes]:
+        status: list[str] = []
+        body = app({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "HTTP_ACCEPT": accept},
+                   lambda s, h: status.append(s))
+        return status, b"".join(body)
+
+    monkeypatch.setattr(server, "generate_text", counting)
+    status, text = get("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+    assert status == ["200 OK"] and calls == [1]
+    assert text == reference(families)
+    _, om = get("application/openmetrics-text;version=1.0.0")
+    assert calls == [1] and om.endswith(b"# EOF\n")

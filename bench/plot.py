@@ -43,7 +43,7 @@ PANELS = {
                       ("redis_connections_held", "Redis connections held between probes"),
                       ("rss_mb", "exporter RSS MB")],
     "encoder": [("text_cpu_ms", "prometheus_client text encoder CPU ms"),
-                ("stackmon_text_cpu_ms", "exporter/http/text.py CPU ms (same bytes)"),
+                ("lean_cpu_ms", "lean encoder CPU ms (same bytes)"),
                 ("build_cpu_ms", "building the families CPU ms"),
                 ("gzip5_cpu_ms", "gzip level 5 CPU ms")],
     "services": [("p50_ms", "scrape ms (p50 —, p99 ···)"),
@@ -126,7 +126,7 @@ TABLE_KEYS = [("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("cpu_ms_per_scrape", 
               ("overflow_worker", "overflow worker"),
               ("text_cpu_ms", "prometheus_client text ms"),
               ("openmetrics_cpu_ms", "OpenMetrics ms"),
-              ("stackmon_text_cpu_ms", "exporter/http/text.py ms"),
+              ("lean_cpu_ms", "lean encoder ms"),
               ("gzip5_cpu_ms", "gzip -5 ms"), ("gzip1_cpu_ms", "gzip -1 ms")]
 
 

@@ -29,11 +29,10 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
 from exporter.collectors.base import CollectorSet
-from exporter.http.text import generate_text
 from exporter.http.webconfig import WebConfig
 from exporter.settings import ConfigError, parse_listen_address
 
@@ -150,8 +149,6 @@ class App:
         deadline = scrape_deadline(environ, self.timeout, self.timeout_offset)
         metrics = collectors.collect(deadline)
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        if encoder is generate_latest:  # the plain text format: same bytes, ~1/3 the CPU
-            encoder = generate_text
         body: bytes = encoder(_Families(metrics))
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):

@@ -412,11 +412,10 @@ def pg_dsn(cluster: Any, dbname: str = "postgres") -> str:
     return f"postgresql://postgres@127.0.0.1:{cluster.port}/{dbname}?sslmode=disable"
 
 
-def pg_exporters(cluster: Any, anchor_args: Sequence[str], stackmon_pg: dict[str, Any]
-                 ) -> list[Exporter]:
-    exps = [stackmon({"postgres": {"dsn": pg_dsn(cluster), **stackmon_pg}})]
-    exps.append(postgres_exporter(pg_dsn(cluster), anchor_args))
-    return exps
+def pg_exporters(cluster: Any, anchor_args: Sequence[str]) -> list[Callable[[], Exporter]]:
+    """Starters, so that only the exporter being measured runs (and holds connections)."""
+    return [functools.partial(stackmon, {"postgres": {"dsn": pg_dsn(cluster)}}),
+            functools.partial(postgres_exporter, pg_dsn(cluster), anchor_args)]
 
 
 def bench_pg_databases(args: argparse.Namespace) -> None:
@@ -429,7 +428,8 @@ def bench_pg_databases(args: argparse.Namespace) -> None:
                 while made < count:
                     conn.execute(f"CREATE DATABASE bench{made}")
                     made += 1
-                for exp in pg_exporters(cluster, ["--auto-discover-databases"], {}):
+                for start in pg_exporters(cluster, ["--auto-discover-databases"]):
+                    exp = start()
                     try:
                         fig = measure(exp, ["/metrics"], args.scrapes, backend)
                         show(exp.name, count, fig)
@@ -501,7 +501,8 @@ def bench_pg_sessions(args: argparse.Namespace) -> None:
             for count in args.sessions:
                 while len(held) < count:
                     held.append(cluster.connect())
-                for exp in pg_exporters(cluster, [], {}):
+                for start in pg_exporters(cluster, []):
+                    exp = start()
                     try:
                         fig = measure(exp, ["/metrics"], args.scrapes, backend)
                         show(exp.name, count, fig)

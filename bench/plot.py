@@ -70,6 +70,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
               "exporter CPU ms / scrape"), ("series", "series / scrape"), fourth]
     if doc.get("in_process"):
         panels[0] = ("render_cpu_ms", "text exposition CPU ms / scrape")
+        panels[1] = ("cpu_ms_per_scrape", "CPU ms / scrape (build + text, in-process)")
     panels = PANELS.get(doc["dimension"], panels)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     variants: dict[str, int] = {}
@@ -90,10 +91,12 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         ax.set_xlabel(doc["x_label"])
         # Log scale only for ranges over three decades (keys, tables): a linear axis
         # shows "at most linear" as a straight line, which is what the verdicts are about.
-        if max(xs_all) >= 1000 * min(xs_all):
+        loglog = max(xs_all) >= 1000 * min(xs_all)
+        if loglog:  # and then log y too: linear growth is a slope-1 line, flat is flat
             ax.set_xscale("log")
         ax.grid(True, alpha=0.3)
-        if key == "p50_ms":  # p99 on a loaded machine is 10-100x p50: log keeps both
+        positive = all(p.get(key, 1) > 0 for p in points)
+        if key == "p50_ms" or (loglog and positive):  # p99 is 10-100x p50 under load
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(ticker.ScalarFormatter())
             ax.yaxis.set_minor_formatter(ticker.NullFormatter())

@@ -795,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--pg-code", help="pg-tables: root of a checkout with per-table metrics "
                     "(e.g. `git archive pgdropin | tar -x -C DIR`), default this tree")
     ap.add_argument("--sessions", type=ints, default=[10, 100, 300, 1000])
-    ap.add_argument("--task-names", type=ints, default=[10, 100, 300, 1000])
+    ap.add_argument("--task-names", type=ints, default=[10, 100, 300, 500, 1000])
     ap.add_argument("--workers", type=ints, default=[1, 5, 20, 50])
     ap.add_argument("--tasks", type=int, default=20_000, help="celery: simulated tasks")
     ap.add_argument("--queues", type=ints, default=[1, 10, 30, 100])

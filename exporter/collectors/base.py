@@ -225,25 +225,31 @@ def merge_families(metrics: list[Metric]) -> list[Metric]:
     is already there. That is a bug in a collector, so it fails loudly.
     """
     by_name: dict[str, Metric] = {}
+    # Series keys only of the names that more than one family declares: indexing every
+    # sample of every family was a third of the CPU of a 200,000-series scrape
+    # (bench/RESULTS.md, "Scale"), for the few families that are ever shared.
     series: dict[str, set[tuple[str, frozenset[tuple[str, str]]]]] = {}
     out: list[Metric] = []
     for family in metrics:
-        keys = {(s.name, frozenset(s.labels.items())) for s in family.samples}
         first = by_name.get(family.name)
         if first is None:
             by_name[family.name] = family
-            series[family.name] = keys
             out.append(family)
             continue
         if (first.documentation, first.type) != (family.documentation, family.type):
             raise DuplicateSeriesError(
                 f"{family.name}: declared as {first.type} {first.documentation!r} and as "
                 f"{family.type} {family.documentation!r}")
-        twice = series[family.name] & keys
+        seen = series.get(family.name)
+        if seen is None:  # the second family of this name: index the first one now
+            seen = series[family.name] = {(s.name, frozenset(s.labels.items()))
+                                          for s in first.samples}
+        keys = {(s.name, frozenset(s.labels.items())) for s in family.samples}
+        twice = seen & keys
         if twice:
             name, labels = sorted(twice, key=repr)[0]
             raise DuplicateSeriesError(f"{name}{dict(sorted(labels))}: exported twice")
-        series[family.name] |= keys
+        seen |= keys
         first.samples.extend(family.samples)
     return out
 

@@ -268,9 +268,9 @@ class Dash:
     extra_vars: Sequence[Var] = ()
 
 
-def _query_var(name: str, query: str, label: str | None = None) -> db.QueryVariable:
-    return (db.QueryVariable(name).label(label or name).datasource(DATASOURCE).query(query)
-            .multi(True).include_all(True).all_value(".+")
+def _query_var(name: str, query: str, all_value: str = ".+") -> db.QueryVariable:
+    return (db.QueryVariable(name).label(name).datasource(DATASOURCE).query(query)
+            .multi(True).include_all(True).all_value(all_value)
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(dm.VariableSort.ALPHABETICAL_ASC)
             .current(dm.VariableOption(selected=True, text="All", value="$__all")))
@@ -282,7 +282,9 @@ def _variables(d: Dash) -> list[db.DatasourceVariable | db.QueryVariable]:
     out.append(_query_var("job", f"label_values({d.anchor}, job)"))
     out.append(_query_var("instance", f'label_values({d.anchor}{{job=~"$job"}}, instance)'))
     for v in d.extra_vars:
-        out.append(_query_var(v.name, f"label_values({scoped(v.selector)}, {v.label})"))
+        # ".*": "All" also keeps series whose label is empty (a task whose event carried
+        # no routing key has queue_name="").
+        out.append(_query_var(v.name, f"label_values({v.selector}, {v.label})", ".*"))
     return out
 
 

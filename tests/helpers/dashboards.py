@@ -184,8 +184,8 @@ def link_problems(dashboards: dict[str, Json]) -> list[str]:
     return problems
 
 
-GRAFANA_VARIABLES = {"job": ".+", "instance": ".+", "db": ".+", "queue_name": ".+",
-                     "task": ".+", "app_job": ".+", "app_instance": ".+",
+GRAFANA_VARIABLES = {"job": ".+", "instance": ".+", "db": ".*", "queue_name": ".*",
+                     "task": ".*", "app_job": ".*", "app_instance": ".*",
                      "__rate_interval": "15s", "__range": "1h"}
 
 

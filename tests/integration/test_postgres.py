@@ -251,7 +251,7 @@ def test_docs_list_every_emitted_family(exporter: Exporter) -> None:
     s = exporter.scrape()
     emitted = {n for n in s.samples if n.startswith("pg_")}
     missing = emitted - documented_names()
-    assert not missing, f"README metrics reference lacks {sorted(missing)}"
+    assert not missing, f"docs/postgres.md metrics table lacks {sorted(missing)}"
 
 
 def test_a_part_the_server_lacks_leaves_the_others(

@@ -251,5 +251,5 @@ def check_docs_table(*scrapes: Samples) -> None:
     """Every family in the scrapes is documented and every documented name is emitted."""
     emitted = emitted_families(*scrapes)
     documented = documented_names()
-    assert emitted - documented == set(), "emitted but not in the README metrics reference"
-    assert documented - emitted == set(), "in the README metrics reference but not emitted"
+    assert emitted - documented == set(), "emitted but not in docs/redis.md"
+    assert documented - emitted == set(), "in docs/redis.md but not emitted"

@@ -709,12 +709,10 @@ def test_provider_problems_are_found(model: Model) -> None:
         assert provider_problems(changed, target) != [], changed
 
 
-def test_readme_deployment_section_names_the_pinned_images(model: Model) -> None:
-    text = (REPO / "README.md").read_text()
-    start = text.index("## Deployment (compose)")
-    section = text[start:text.index("\n## ", start + 5)]
+def test_deployment_page_names_the_pinned_images(model: Model) -> None:
+    section = (REPO / "docs" / "deployment.md").read_text()
     froms = re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), re.M)
     for name, service in model["services"].items():
         image = froms[0] if service.get("build") else service["image"]
-        assert f"`{image}`" in section, f"{name}: README names another image than {image}"
+        assert f"`{image}`" in section, f"{name}: docs/deployment.md names another image"
     assert "bash scripts/make-secrets.sh" in section and "docker compose" in section

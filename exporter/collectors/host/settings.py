@@ -26,6 +26,8 @@ DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 
 @dataclass(frozen=True)
 class HostSettings:
+    """Which filesystems, disks and network devices the host collector skips."""
+
     section: ClassVar[str] = "host"
     filesystem_mount_points_exclude: str = setting(
         FS_MOUNT_POINTS_EXCLUDE, "regex of mount points to ignore", regex=True

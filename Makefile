@@ -15,4 +15,4 @@ docs:
 dashboards:
 	.venv/bin/python -m grafana.generate
 deploy-check:
-	.venv/bin/python -m pytest -q tests/unit/test_deploy.py
+	.venv/bin/python -m pytest -q tests/deploy/test_deploy.py

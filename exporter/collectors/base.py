@@ -17,6 +17,7 @@ Sample self-metrics::
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib
 import logging
@@ -99,11 +100,20 @@ class RunState:
 T = TypeVar("T")
 
 
-@dataclass
-class Outcome(Generic[T]):
+class CallState(enum.Enum):
     """How one call in a ParallelRunner round ended."""
 
-    state: str  # "ok", "error" (raised), "timeout" (still running at the deadline), "busy"
+    OK = "ok"
+    ERROR = "error"  # raised
+    TIMEOUT = "timeout"  # still running at the deadline
+    BUSY = "busy"  # its call from an earlier round had not returned: not started
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """How one call in a ParallelRunner round ended, with its value or error."""
+
+    state: CallState
     value: T | None = None
     error: Exception | None = None
     duration: float = 0.0
@@ -122,7 +132,7 @@ class ParallelRunner(Generic[T]):
 
     Each call gets the time (``time.monotonic()``) by which it should give up, a margin
     before the deadline. A key whose call from an earlier round has not returned yet is
-    not started again (``state="busy"``), so a hung backend holds one thread, never a
+    not started again (``CallState.BUSY``), so a hung backend holds one thread, never a
     pile of them. Used for the collectors of a scrape and for the checks of the services
     collector.
     """
@@ -145,7 +155,7 @@ class ParallelRunner(Generic[T]):
         for key, call in calls.items():
             with self._lock:
                 if key in self._busy:
-                    outcomes[key] = Outcome("busy")
+                    outcomes[key] = Outcome(CallState.BUSY)
                     continue
                 self._busy.add(key)
             box: list[Outcome[T]] = []
@@ -157,15 +167,15 @@ class ParallelRunner(Generic[T]):
         for key, thread, box, start in started:
             thread.join(max(0.0, wait_until - time.monotonic()))
             outcomes[key] = box[0] if box else Outcome(
-                "timeout", duration=time.monotonic() - start)
+                CallState.TIMEOUT, duration=time.monotonic() - start)
         return outcomes
 
     def _call(self, key: str, call: Callable[[], T], box: list[Outcome[T]]) -> None:
         start = time.monotonic()
         try:
-            outcome: Outcome[T] = Outcome("ok", value=call())
+            outcome: Outcome[T] = Outcome(CallState.OK, value=call())
         except Exception as err:  # isolation: report it, never let it escape the thread
-            outcome = Outcome("error", error=err)
+            outcome = Outcome(CallState.ERROR, error=err)
         finally:
             with self._lock:
                 self._busy.discard(key)
@@ -287,7 +297,7 @@ class CollectorSet:
         results: dict[str, tuple[list[Metric], bool, float]] = {}
         for collector in self.collectors:
             outcome = outcomes[collector.name]
-            ok = outcome.state == "ok" and outcome.finished <= deadline
+            ok = outcome.state is CallState.OK and outcome.finished <= deadline
             self._record(collector.name, outcome, ok)
             results[collector.name] = (outcome.value or [] if ok else [], ok, outcome.duration)
 
@@ -319,11 +329,11 @@ class CollectorSet:
     def _record(self, name: str, outcome: Outcome[list[Metric]], ok: bool) -> None:
         """Log a failure and remember the run for the landing page."""
         state = self.state[name]
-        if outcome.state == "busy":
+        if outcome.state is CallState.BUSY:
             log.warning('collector=%s msg="still running from an earlier scrape; not started '
                         'again"', name)
             state.last_error = "still running"
-        elif outcome.state == "error":
+        elif outcome.state is CallState.ERROR:
             err = outcome.error
             log.warning('collector=%s msg="collect failed" err="%s"', name, err,
                         exc_info=err if log.isEnabledFor(logging.DEBUG) else None)

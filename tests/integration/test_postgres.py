@@ -268,9 +268,9 @@ def test_a_part_the_server_lacks_leaves_the_others(
 
     real = pgmod.build_parts
 
-    def with_bad_part(*args: Any, **kw: Any) -> list[pgmod.Part]:
+    def with_bad_part(*args: Any, **kw: Any) -> list[pgmod.PreparedQuery]:
         return [*real(*args, **kw),
-                pgmod.Part("missing", "SELECT no_such_column FROM pg_stat_database")]
+                pgmod.PreparedQuery("missing", "SELECT no_such_column FROM pg_stat_database")]
     monkeypatch.setattr(pgmod, "build_parts", with_bad_part)
     collector = pgmod.PostgresCollector(PostgresSettings(), TEST_DSN)
     try:

@@ -73,7 +73,17 @@ RECEIVER_HEARTBEAT_SECONDS = 10.0
 # How long worker-side events of a task wait for its (late) task-sent event.
 DEFER_SECONDS = 2.0
 
-_SENT, _RECEIVED, _STARTED, _SUCCEEDED, _FAILED, _RETRIED, _REVOKED, _REJECTED = range(8)
+# Slot of each counter in a counter row, in TASK_COUNTERS' order (the order the metrics
+# are emitted in); derived from the names so adding a counter cannot shift the others.
+SLOT = {kind: i for i, kind in enumerate(TASK_COUNTERS)}
+_SENT = SLOT["sent"]
+_RECEIVED = SLOT["received"]
+_STARTED = SLOT["started"]
+_SUCCEEDED = SLOT["succeeded"]
+_FAILED = SLOT["failed"]
+_RETRIED = SLOT["retried"]
+_REVOKED = SLOT["revoked"]
+_REJECTED = SLOT["rejected"]
 
 
 class WorkerState:
@@ -222,7 +232,7 @@ class EventState:
         key: tuple[str, ...] = (name, queue, host) if self.hostname_label else (name, queue)
         row = self.counters.get(key)
         if row is None:
-            row = self.counters[key] = [0] * 8
+            row = self.counters[key] = [0] * len(SLOT)
         row[slot] += 1
 
     def _apply(self, task: Task, slot: int, host: str, value: Any) -> None:
@@ -400,13 +410,13 @@ class EventState:
         labels = ["name", "queue_name", "hostname"] if self.hostname_label else [
             "name", "queue_name"]
         out: list[Metric] = []
-        families = [CounterMetricFamily(metric, f"Tasks {kind} (from task-{kind} events).",
-                                        labels=labels)
-                    for kind, metric in TASK_COUNTERS.items()]
+        families = {kind: CounterMetricFamily(metric, f"Tasks {kind} (from task-{kind} events).",
+                                              labels=labels)
+                    for kind, metric in TASK_COUNTERS.items()}
         for key, row in sorted(counters):
-            for slot, family in enumerate(families):
-                family.add_metric(list(key), float(row[slot]))
-        out += families
+            for kind, family in families.items():
+                family.add_metric(list(key), float(row[SLOT[kind]]))
+        out += families.values()
         out.append(_histogram("celery_task_runtime_seconds",
                               "Task run time of succeeded tasks (task-succeeded runtime).",
                               self.runtime_buckets, runtime))

@@ -277,7 +277,7 @@ PART_FAILURE_CLASSES = ("42", "55", "0A")
 
 
 @dataclass(frozen=True)
-class Part:
+class PreparedQuery:
     """One prepared query of the per-scrape batch."""
 
     name: str
@@ -303,27 +303,27 @@ def database_columns(server_version: int) -> tuple[str, ...]:
 
 
 def build_parts(server_version: int, slow_threshold: float,
-                statements: tuple[str, str] | None, limit: int) -> list[Part]:
+                statements: tuple[str, str] | None, limit: int) -> list[PreparedQuery]:
     """The queries for one connection, chosen from the server version once."""
     columns = database_columns(server_version)
     parts = [
-        Part("server", SERVER_SQL),
-        Part("settings", SETTINGS_SQL),
-        Part("activity", ACTIVITY_SQL),
-        Part("slow", SLOW_SQL.format(threshold=repr(float(slow_threshold)))),
-        Part("sizes", SIZES_SQL),
-        Part("database", DATABASE_SQL.format(
+        PreparedQuery("server", SERVER_SQL),
+        PreparedQuery("settings", SETTINGS_SQL),
+        PreparedQuery("activity", ACTIVITY_SQL),
+        PreparedQuery("slow", SLOW_SQL.format(threshold=repr(float(slow_threshold)))),
+        PreparedQuery("sizes", SIZES_SQL),
+        PreparedQuery("database", DATABASE_SQL.format(
             columns=", ".join(f"s.{c}::float8" for c in columns))),
-        Part("locks", LOCKS_SQL),
-        Part("replication", REPLICATION_SQL),
-        Part("slots", SLOTS_SQL),
-        Part("bgwriter", bgwriter_sql(server_version)),
-        Part("tables", TABLES_SQL),
+        PreparedQuery("locks", LOCKS_SQL),
+        PreparedQuery("replication", REPLICATION_SQL),
+        PreparedQuery("slots", SLOTS_SQL),
+        PreparedQuery("bgwriter", bgwriter_sql(server_version)),
+        PreparedQuery("tables", TABLES_SQL),
     ]
     if statements is not None:
         schema, version = statements
         time_column = "total_exec_time" if _version_tuple(version) >= (1, 8) else "total_time"
-        parts.append(Part("statements", STATEMENTS_SQL.format(
+        parts.append(PreparedQuery("statements", STATEMENTS_SQL.format(
             schema=schema, time_column=time_column, limit=int(limit))))
     return parts
 
@@ -407,7 +407,7 @@ class PostgresCollector(Collector):
         self.statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self.target = target
         self._conn: psycopg.Connection[Any] | None = None
-        self._parts: list[Part] = []
+        self._parts: list[PreparedQuery] = []
         self._disabled: set[str] = set()  # parts this role/server cannot run
         self._logged: set[str] = set()  # "log once" keys
         self._version = 0
@@ -473,7 +473,8 @@ class PostgresCollector(Collector):
                  conn.info.parameter_status("server_version"))
         return conn
 
-    def _prepare(self, conn: psycopg.Connection[Any], parts: list[Part]) -> list[Part]:
+    def _prepare(self, conn: psycopg.Connection[Any], parts: list[PreparedQuery]
+                 ) -> list[PreparedQuery]:
         """PREPARE every part in one message; on failure, one by one, keeping the good ones."""
         try:
             conn.execute(";".join(f"PREPARE {PREPARED_PREFIX}{p.name} AS {p.sql}"
@@ -496,7 +497,7 @@ class PostgresCollector(Collector):
                 self._part_failed(part, err)
         return good
 
-    def _part_failed(self, part: Part, err: BaseException) -> None:
+    def _part_failed(self, part: PreparedQuery, err: BaseException) -> None:
         self._disabled.add(part.name)
         state = str(getattr(err, "sqlstate", "") or type(err).__name__)
         hint = ("grant pg_monitor to the role" if state == "42501"
@@ -577,7 +578,7 @@ class PostgresCollector(Collector):
             results["sizes"] = self._sizes[1]
         return results
 
-    def _run_parts(self, conn: psycopg.Connection[Any], parts: list[Part], deadline: float
+    def _run_parts(self, conn: psycopg.Connection[Any], parts: list[PreparedQuery], deadline: float
                    ) -> dict[str, list[tuple[Any, ...]]]:
         with _Watchdog(conn.pgconn.socket, deadline) as dog:
             try:
@@ -599,7 +600,7 @@ class PostgresCollector(Collector):
             return results
 
     @staticmethod
-    def _execute(conn: psycopg.Connection[Any], parts: Sequence[Part]
+    def _execute(conn: psycopg.Connection[Any], parts: Sequence[PreparedQuery]
                  ) -> dict[str, list[tuple[Any, ...]]]:
         """All parts in one simple-query message: one round trip, one transaction."""
         results: dict[str, list[tuple[Any, ...]]] = {}

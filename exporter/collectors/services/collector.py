@@ -41,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from exporter import __version__
 from exporter.collectors.base import (
+    CallState,
     Collector,
     ParallelRunner,
     service_info_family,
@@ -352,14 +353,14 @@ class ServicesCollector(Collector):
         results: dict[str, CheckResult] = {}
         for slot in self.slots:
             outcome = outcomes[slot.check.name]
-            if outcome.state == "ok" and outcome.value is not None:
+            if outcome.state is CallState.OK and outcome.value is not None:
                 result = outcome.value
             else:
-                reason = {"busy": "busy", "timeout": "deadline"}.get(outcome.state) or (
-                    classify(outcome.error) if outcome.error else "error")
+                reason = {CallState.BUSY: "busy", CallState.TIMEOUT: "deadline"}.get(
+                    outcome.state) or (classify(outcome.error) if outcome.error else "error")
                 # A busy check did not run in this scrape: it has no duration to show.
                 result = CheckResult(up=False, reason=reason, duration=(
-                    None if outcome.state == "busy" else outcome.duration))
+                    None if outcome.state is CallState.BUSY else outcome.duration))
             results[slot.check.name] = result
             self._note(slot, result)
         return self._families(results)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
+from exporter.collectors import COLLECTORS
 from tests.helpers.exporter import REPO
 
 DOCS = REPO / "docs"
-COLLECTOR_PAGES = ("host", "postgres", "redis", "celery", "services")
+COLLECTOR_PAGES = tuple(spec.name for spec in COLLECTORS)
 
 
 def _section(text: str, heading: str) -> str:

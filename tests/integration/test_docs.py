@@ -56,6 +56,8 @@ def _built(name: str, source: str) -> bool:
     m = re.fullmatch(r"node_memory_(\w+)_bytes", name)
     if m:
         return f'"{m.group(1)}"' in source and "node_memory_{" in source
+    if name.startswith("redis_cluster_"):  # every cluster_* field of INFO / CLUSTER INFO
+        return 'f"redis_{field}"' in source and 'startswith("cluster_")' in source
     m = re.fullmatch(r"node_network_(\w+)_total", name)
     if m:
         return f'"{m.group(1)}"' in source and "node_network_{" in source

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collectors import all_setting_paths
+from exporter.collectors import COLLECTORS, all_setting_paths
+from exporter.collectors.base import CollectorSpec
 from exporter.docs import configuration_md
+from exporter.settings import setting_paths
 from tests.helpers.exporter import REPO
 
 CONFIGURATION = Path(REPO) / "docs" / "configuration.md"
@@ -71,3 +73,13 @@ def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
 def test_anchor_rules() -> None:
     assert anchors("# A\n## PostgreSQL (`postgres` collector)\n## A\n") == {
         "a", "postgresql-postgres-collector", "a-1"}
+
+
+@pytest.mark.parametrize("spec", COLLECTORS, ids=lambda s: s.name)
+def test_collector_page_lists_its_settings(spec: CollectorSpec) -> None:
+    """Each collector's page names every setting of its section (the generated
+    configuration.md has the details; the page must not fall behind the code)."""
+    page = (Path(REPO) / "docs" / f"{spec.name}.md").read_text(encoding="utf-8")
+    missing = [sp.key for sp in setting_paths([spec.settings])
+               if f"`{sp.path[-1]}`" not in page and f"`{sp.key}`" not in page]
+    assert missing == [], f"docs/{spec.name}.md does not mention {missing}"

@@ -239,6 +239,7 @@ MAX_CONNECTIONS = 128
 SHED_SLACK = 32
 REAP_INTERVAL_SECONDS = 0.25
 MAX_REQUEST_LINE = 65536
+BLANK_LINES_SKIPPED = 4
 # After an error reply, unread input is read and dropped (bounded) before closing:
 # closing with unread bytes makes the kernel send a reset that can destroy the reply.
 DRAIN_BYTES = 1 << 20
@@ -270,6 +271,7 @@ class _Handler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "stackmon"
     server: Server
+    _replied = False
 
     def setup(self) -> None:
         super().setup()
@@ -303,12 +305,19 @@ class _Handler(WSGIRequestHandler):
             self.server.set_phase(self.connection, "headers")
             self.connection.settimeout(self.server.header_timeout)
         self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        for _ in range(BLANK_LINES_SKIPPED):  # RFC 9112 2.2: ignore CRLFs before a request
+            if self.raw_requestline not in (b"\r\n", b"\n"):
+                break
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
         if self._timed_out() or not self.raw_requestline:
             return
         if len(self.raw_requestline) > MAX_REQUEST_LINE:
             self.send_error(414)
             return
-        if not self.parse_request():  # it has sent the error and set close_connection
+        self._replied = False
+        if not self.parse_request():
+            if not self._replied:  # a blank or whitespace-only line: http.server stays mute
+                self.send_error(400)
             return
         if self._timed_out():
             return
@@ -341,6 +350,7 @@ class _Handler(WSGIRequestHandler):
         http.server's own error page quotes the raw request line and, for garbage, has
         no status line at all (it answers in HTTP/0.9): neither is wanted."""
         self.close_connection = True
+        self._replied = True
         self.request_version = "HTTP/1.1"
         status = HTTPStatus(code)
         body = f"{status.value} {status.phrase}\n".encode()

@@ -43,6 +43,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from exporter import logs
 from exporter.config import CelerySettings
 
 log = logging.getLogger("stackmon.collectors.celery")
@@ -479,6 +480,7 @@ class EventReceiverThread:
         self._receiver: Any = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._failures = logs.RepeatedFailures(log)
 
     def start(self) -> None:
         with self._lock:
@@ -519,9 +521,15 @@ class EventReceiverThread:
             except Exception as err:  # reconnect on anything; never die silently
                 self.up = False
                 self.last_error = type(err).__name__
-                log.warning('collector=celery msg="event receiver lost the broker; '
-                            'reconnecting" err="%s" retry_in=%.1fs', err, backoff,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                # Name the real cause: a missing module or a refused permission is not
+                # a lost broker, and retrying will not fix it by itself.
+                kind = logs.cause(err)
+                what = ("event receiver lost the broker; reconnecting"
+                        if kind in ("unreachable", "timeout") else
+                        "event receiver failed; retrying")
+                self._failures.failed("collector=celery", what, type(err).__name__,
+                                      'cause=%s err="%s" retry_in=%.1fs', kind, err, backoff,
+                                      exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             except BaseException:
                 self.up = False
                 log.exception('collector=celery msg="event receiver thread failed"')
@@ -547,6 +555,7 @@ class EventReceiverThread:
                                  **kwargs: Any) -> None:
                 self.broker_conn = connection
                 thread.up = True
+                thread._failures.ok("collector=celery")
                 log.info('collector=celery msg="event receiver consuming"')
                 if thread.settings.enable_events_at_start:
                     self.app.control.enable_events(connection=connection, channel=channel)

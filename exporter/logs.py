@@ -185,6 +185,10 @@ class RepeatedFailures:
         self.log.warning(f'{key} msg="{msg}"{sep}{fields}{suffix}', *args, *extra,
                          exc_info=exc_info)
 
+    def failing(self, key: str) -> bool:
+        with self._lock:
+            return key in self._state
+
     def ok(self, key: str) -> None:
         with self._lock:
             st = self._state.pop(key, None)

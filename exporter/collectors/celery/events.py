@@ -64,6 +64,9 @@ OVERFLOW = "__other__"  # label value for names beyond a cap
 UNKNOWN = "unknown"  # task name/queue not known (events from before we started listening)
 RECEIVER_BACKOFF_START = 0.5
 RECEIVER_BACKOFF_MAX = 30.0
+# The event receiver is "recovered" (logged once) after consuming this long without error.
+RECEIVER_RECOVERED_SECONDS = 10.0
+RECEIVER_KEY = "collector=celery part=events"
 # The receiver's own queue on RabbitMQ: messages older than this are dropped by the broker
 # (Celery's default of 5 s loses events as soon as we fall a little behind).
 EVENT_QUEUE_TTL_SECONDS = 60.0
@@ -527,7 +530,7 @@ class EventReceiverThread:
                 what = ("event receiver lost the broker; reconnecting"
                         if kind in ("unreachable", "timeout") else
                         "event receiver failed; retrying")
-                self._failures.failed("collector=celery", what, type(err).__name__,
+                self._failures.failed(RECEIVER_KEY, what, type(err).__name__,
                                       'cause=%s err="%s" retry_in=%.1fs', kind, err, backoff,
                                       exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             except BaseException:
@@ -555,17 +558,25 @@ class EventReceiverThread:
                                  **kwargs: Any) -> None:
                 self.broker_conn = connection
                 thread.up = True
-                thread._failures.ok("collector=celery")
-                log.info('collector=celery msg="event receiver consuming"')
+                self.consuming_since = time.monotonic()
+                if not thread._failures.failing(RECEIVER_KEY):  # else "recovered" later
+                    log.info('collector=celery msg="event receiver consuming"')
                 if thread.settings.enable_events_at_start:
                     self.app.control.enable_events(connection=connection, channel=channel)
                 super().on_consume_ready(connection, channel, consumers, **kwargs)
 
             next_heartbeat = 0.0
 
+            consuming_since = 0.0
+
             def on_iteration(self) -> None:
                 state.purge()
                 now = time.monotonic()
+                # Consuming for a while, not only connecting then failing again: only now
+                # is it "recovered" (once), so a flapping receiver does not log each retry.
+                if (now - self.consuming_since > RECEIVER_RECOVERED_SECONDS
+                        and thread._failures.failing(RECEIVER_KEY)):
+                    thread._failures.ok(RECEIVER_KEY)
                 if self.broker_conn is not None and now >= self.next_heartbeat:
                     # A busy stream never times out drain_events, where kombu would
                     # send the AMQP heartbeats: send them here (no-op on Redis).

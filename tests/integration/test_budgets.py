@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -57,5 +58,31 @@ def test_celery_broker_fits_a_short_budget(hung_port: int, scheme: str) -> None:
     exp = start_exporter(["--no-collector.host"], env={"STACKMON_CELERY_BROKER_URL": url})
     try:
         scrape_hung(exp, "celery")
+    finally:
+        exp.stop()
+
+
+def test_redis_fits_a_short_budget(hung_port: int) -> None:
+    exp = start_exporter(["--no-collector.host"], env={
+        "STACKMON_REDIS_URL": f"redis://127.0.0.1:{hung_port}/0"})
+    try:
+        scrape_hung(exp, "redis")
+        assert exp.scrape().get("redis_up") == 0
+    finally:
+        exp.stop()
+
+
+def test_service_check_fits_a_short_budget(hung_port: int, tmp_path: Path) -> None:
+    config = tmp_path / "stackmon.yml"
+    config.write_text("services:\n  checks:\n"
+                      f"    - {{name: hung, url: 'http://127.0.0.1:{hung_port}/',"
+                      " timeout_seconds: 30}\n")
+    exp = start_exporter(["--no-collector.host", f"--config.file={config}"])
+    try:
+        for i in range(SCRAPES):
+            s = exp.scrape(headers=SCRAPE_TIMEOUT_HEADER)
+            assert s.get("stackmon_service_up", service="hung") == 0
+            # A check still running from the previous scrape exports no duration.
+            assert s.has("stackmon_service_check_duration_seconds", service="hung"), i
     finally:
         exp.stop()

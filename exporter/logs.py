@@ -14,31 +14,20 @@ appended as one escaped ``exc="..."`` field.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-REDACTED = "<redacted>"
-# user:password@ in any URL, whatever we were told.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
-# password=... in libpq key/value strings.
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+from exporter.secrets import REDACTED, redact
+
 # A collector or thread failing again and again logs the first failure, then at most one
 # line per this many seconds (with the count), then one line when it recovers.
 REPEAT_INTERVAL_SECONDS = 60.0
 
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove passwords from URLs and DSNs, and every known secret value."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    text = _KV_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+__all__ = ["REDACTED", "RedactingFormatter", "RepeatedFailures", "cause", "escape", "redact",
+           "setup"]
 
 
 def escape(text: str) -> str:

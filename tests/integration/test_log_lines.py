@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import PG_DSN
 from tests.helpers.exporter import free_port, start_exporter
 from tests.unit.test_logs import LOGFMT_LINE
 
 SCRAPES = 5
 
 
-def test_postgres_multi_line_error_is_one_line_and_logged_once() -> None:
-    params = conninfo_to_dict(PG_DSN)
+def test_postgres_multi_line_error_is_one_line_and_logged_once(pg_dsn: str) -> None:
+    params = conninfo_to_dict(pg_dsn)
     host, port = params.get("host", "127.0.0.1"), params.get("port", "5432")
     # Two hosts, the first one closed: libpq reports each attempt on lines of its own
     # (with a tab), and quotes names.

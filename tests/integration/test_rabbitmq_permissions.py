@@ -1,18 +1,22 @@
-"""The README's least-privilege RabbitMQ user, created exactly as documented on a private
-RabbitMQ node, runs every part of the Celery collector: queue lengths, the event
-receiver, inspect and enable_events broadcasts; nothing is refused."""
+"""The README's least-privilege RabbitMQ user, created as documented (the same
+permission regexes; a vhost, user name and password of the test's own) on the suite's
+private RabbitMQ node, runs every part of the Celery collector: queue lengths, the
+event receiver, inspect and enable_events broadcasts; nothing is refused."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
 
 import pytest
 
+from tests.helpers import backends
 from tests.helpers.celery import start_worker
 from tests.helpers.exporter import REPO, Exporter, Samples, start_exporter, wait_for
-from tests.helpers.rabbitmq_node import RabbitNode, private_rabbitmq
 
 PASSWORD = "least-Priv-1"
 
@@ -29,16 +33,38 @@ def documented_commands() -> list[list[str]]:
     return commands
 
 
-@pytest.fixture(scope="module")
-def node() -> Iterator[RabbitNode]:
-    with private_rabbitmq() as n:
+@dataclass
+class Broker:
+    node: backends.RabbitMQ
+    vhost: str
+    user: str
+
+    def url(self, user: str, password: str) -> str:
+        return (f"amqp://{user}:{password}@127.0.0.1:{self.node.amqp_port}/"
+                f"{quote(self.vhost, safe='')}")
+
+
+@pytest.fixture()
+def broker(amqp_url: str) -> Iterator[Broker]:
+    """A vhost and user of this test's own on the private node, removed afterwards."""
+    node = backends.rabbitmq()
+    tag = uuid.uuid4().hex[:8]
+    vhost, user = f"stackmon-perm-{tag}", f"stackmon-{tag}"
+    node.ctl("add_vhost", vhost)
+    node.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")  # the worker's
+    try:
         for command in documented_commands():
-            # Exactly as documented, but with a password of ours on the add_user line.
             args = command[1:]
             if args[0] == "add_user":
-                args = [args[0], args[1], PASSWORD]
-            n.ctl(*args)
-        yield n
+                args = [args[0], user, PASSWORD]
+            else:  # set_permissions -p <vhost> <user> <configure> <write> <read>
+                assert args[1:4] == ["-p", "/", "stackmon"], args
+                args = [args[0], "-p", vhost, user, *args[4:]]
+            node.ctl(*args)
+        yield Broker(node, vhost, user)
+    finally:
+        node.ctl("delete_vhost", vhost)
+        node.ctl("delete_user", user)
 
 
 def worker_up(exp: Exporter, hostname: str) -> Samples | None:
@@ -47,11 +73,10 @@ def worker_up(exp: Exporter, hostname: str) -> Samples | None:
         "celery_worker_up", hostname=hostname) == 1 else None
 
 
-def test_documented_permissions_run_every_part(node: RabbitNode) -> None:
-    # The worker uses the node's default guest user (all permissions on "/").
-    worker = start_worker(node.url("guest", "guest"))
+def test_documented_permissions_run_every_part(broker: Broker) -> None:
+    worker = start_worker(broker.url("guest", "guest"))
     exp = start_exporter(["--no-collector.host"], env={
-        "STACKMON_CELERY_BROKER_URL": node.url("stackmon", PASSWORD),
+        "STACKMON_CELERY_BROKER_URL": broker.url(broker.user, PASSWORD),
         "STACKMON_CELERY_ENABLE_EVENTS_AT_START": "true",
         "STACKMON_CELERY_INSPECT_INTERVAL_SECONDS": "2"})
     try:
@@ -67,7 +92,8 @@ def test_documented_permissions_run_every_part(node: RabbitNode) -> None:
         assert s.has("celery_worker_pool_info", hostname=worker.hostname)
         logs = exp.logs()
         assert "ACCESS_REFUSED" not in logs and "failed" not in logs, logs
-        assert "refused for user 'stackmon'" not in node.logs(), node.logs()[-3000:]
+        node_log = broker.node.log()
+        assert f"refused for user '{broker.user}'" not in node_log, node_log
     finally:
         exp.stop()
         worker.stop()

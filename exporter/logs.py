@@ -113,7 +113,7 @@ def cause(err: BaseException) -> str:
             return "missing_module"
         if isinstance(e, TimeoutError) or "timeout" in type(e).__name__.lower():
             return "timeout"
-        if type(e).__name__ in _ACCESS_ERRORS:
+        if type(e).__name__ in _ACCESS_ERRORS or any(m in str(e) for m in _ACCESS_MESSAGES):
             return "access_refused"
     if any(isinstance(e, OSError) or type(e).__name__ in _CONNECTION_ERRORS for e in chain):
         return "unreachable"
@@ -122,6 +122,10 @@ def cause(err: BaseException) -> str:
 
 _ACCESS_ERRORS = ("AccessRefused", "NotAllowed", "AuthenticationError", "NoPermissionError",
                   "AuthenticationWrongNumberOfArgsError", "InsufficientPrivilege")
+# Servers that report a refused login or permission only in the message text (libpq's
+# connection errors carry no SQLSTATE, Redis replies are plain errors).
+_ACCESS_MESSAGES = ("authentication failed", "pg_hba.conf", "permission denied",
+                    "ACCESS_REFUSED", "WRONGPASS", "NOAUTH", "NOPERM")
 _CONNECTION_ERRORS = ("OperationalError", "ConnectionError", "RecoverableConnectionError")
 
 

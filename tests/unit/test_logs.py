@@ -76,6 +76,10 @@ def test_repeated_failures_log_on_change_then_once_per_interval(
     (ConnectionRefusedError(111, "Connection refused"), "unreachable"),
     (TimeoutError("timed out"), "timeout"),
     (type("AccessRefused", (Exception,), {})("ACCESS_REFUSED"), "access_refused"),
+    (ConnectionError('target db: connection failed: FATAL:  password authentication failed '
+                     'for user "app"'), "access_refused"),
+    (type("ResponseError", (Exception,), {})("NOPERM this user has no permissions"),
+     "access_refused"),
     (KeyError("x"), "error"),
 ])
 def test_cause(err: Exception, kind: str) -> None:

@@ -566,15 +566,15 @@ class EventReceiverThread:
                 super().on_consume_ready(connection, channel, consumers, **kwargs)
 
             next_heartbeat = 0.0
-
-            consuming_since = 0.0
+            consuming_since = 0.0  # time.monotonic() of on_consume_ready
 
             def on_iteration(self) -> None:
                 state.purge()
                 now = time.monotonic()
                 # Consuming for a while, not only connecting then failing again: only now
                 # is it "recovered" (once), so a flapping receiver does not log each retry.
-                if (now - self.consuming_since > RECEIVER_RECOVERED_SECONDS
+                if (self.consuming_since
+                        and now - self.consuming_since > RECEIVER_RECOVERED_SECONDS
                         and thread._failures.failing(RECEIVER_KEY)):
                     thread._failures.ok(RECEIVER_KEY)
                 if self.broker_conn is not None and now >= self.next_heartbeat:

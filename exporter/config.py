@@ -304,6 +304,25 @@ class HostSettings:
     network_devices_exclude: str = setting("", "regex of network devices to ignore", regex=True)
 
 
+def _check_kernel_root(value: str) -> str | None:
+    if not value.startswith("/"):
+        return "an absolute path, e.g. /host/proc"
+    return None
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where the host's kernel files are: node_exporter's ``--path.*`` flags, so a
+    container with the host's /proc, /sys and / mounted (e.g. under /host) reports the host."""
+
+    section: ClassVar[str] = "path"
+    procfs: str = setting("/proc", "procfs mountpoint", check=_check_kernel_root)
+    sysfs: str = setting("/sys", "sysfs mountpoint", check=_check_kernel_root)
+    rootfs: str = setting("/", "rootfs mountpoint: filesystems and /etc/os-release are read "
+                          "under it, mount points reported relative to it",
+                          check=_check_kernel_root)
+
+
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -672,7 +691,7 @@ class CelerySettings:
         return [s for s in out if s]
 
 
-SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings,
+SECTIONS: tuple[Any, ...] = (WebSettings, LogSettings, ScrapeSettings, HostSettings, PathSettings,
                              PostgresSettings, RedisSettings, CelerySettings, ServicesSettings)
 
 
@@ -684,6 +703,7 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
     host: HostSettings = field(default_factory=HostSettings)
+    path: PathSettings = field(default_factory=PathSettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     celery: CelerySettings = field(default_factory=CelerySettings)

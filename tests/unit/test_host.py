@@ -1,18 +1,33 @@
-"""Host collector failure paths: a hung filesystem must not hang the scrape."""
+"""Host collector failure paths: a hung filesystem must not hang the scrape; a source
+the kernel lacks, or one that breaks, costs only its own series."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
+from pathlib import Path
 
-from exporter.collectors.host.collector import HostCollector, read_mounts
+from prometheus_client.core import Metric
+
+from exporter.collectors.host.collector import HostCollector
+from exporter.collectors.host.common import Paths
+from exporter.collectors.host.filesystem import parse_mounts
 from exporter.config import HostSettings
 
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "host"
 
-def samples(metrics, name):  # type: ignore[no-untyped-def]
+
+def samples(metrics: list[Metric], name: str, label: str = "mountpoint") -> dict[str, float]:
     fam = next(m for m in metrics if m.name == name)
-    return {s.labels["mountpoint"]: s.value for s in fam.samples}
+    return {s.labels[label]: s.value for s in fam.samples}
+
+
+def fixture_copy(tmp_path: Path) -> Paths:
+    shutil.copytree(FIXTURE, tmp_path / "host")
+    root = tmp_path / "host"
+    return Paths(str(root / "proc"), str(root / "sys"), str(root / "rootfs"))
 
 
 def test_hung_statfs_is_skipped_and_reported_then_recovers() -> None:
@@ -40,7 +55,7 @@ def test_hung_statfs_is_skipped_and_reported_then_recovers() -> None:
 
     release.set()
     deadline = time.monotonic() + 5
-    while "/" in collector.statfs.stuck and time.monotonic() < deadline:
+    while "/" in collector.filesystem.runner.stuck and time.monotonic() < deadline:
         time.sleep(0.01)
     metrics = collector.collect(time.monotonic() + 5)
     assert samples(metrics, "node_filesystem_device_error")["/"] == 0.0
@@ -56,14 +71,17 @@ def test_statfs_error_gives_device_error() -> None:
     assert errors and set(errors.values()) == {1.0}
 
 
-def test_mount_escapes_and_duplicates(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    mounts = tmp_path / "mounts"
-    mounts.write_text("/dev/sda1 /mnt/my\\040disk ext4 ro,relatime 0 0\n"
-                      "/dev/sda1 /mnt/my\\040disk ext4 ro,relatime 0 0\n"
-                      "tmpfs /run tmpfs rw 0 0\n")
-    found = read_mounts(str(mounts))
+def test_mount_escapes_duplicates_and_rootfs_prefix() -> None:
+    text = ("/dev/sda1 /host/mnt/my\\040disk ext4 ro,relatime 0 0\n"
+            "/dev/sda1 /host/mnt/my\\040disk ext4 ro,relatime 0 0\n"
+            "/dev/sda2 /host ext4 rw 0 0\n"
+            "tmpfs /run tmpfs rw 0 0\n")
+    found = parse_mounts(text, Paths(rootfs="/host"))
     assert [(m.device, m.mountpoint, m.readonly) for m in found] == [
-        ("/dev/sda1", "/mnt/my disk", True), ("tmpfs", "/run", False)]
+        ("/dev/sda1", "/mnt/my disk", True), ("/dev/sda2", "/", False),
+        ("tmpfs", "/run", False)]
+    assert found[0].labels == {"device": "/dev/sda1", "fstype": "ext4",
+                               "mountpoint": "/mnt/my disk"}
 
 
 def test_exclusions_follow_settings() -> None:
@@ -72,7 +90,37 @@ def test_exclusions_follow_settings() -> None:
                                            disk_devices_exclude=".*"))
     metrics = collector.collect(time.monotonic() + 5)
     assert "/" not in samples(metrics, "node_filesystem_size_bytes")
-    net = next(m for m in metrics if m.name == "node_network_receive_bytes")
-    assert "lo" not in {s.labels["device"] for s in net.samples}
-    disk = next(m for m in metrics if m.name == "node_disk_reads_completed")
-    assert disk.samples == []
+    assert "lo" not in samples(metrics, "node_network_receive_bytes", "device")
+    assert samples(metrics, "node_disk_reads_completed", "device") == {}
+
+
+def test_missing_source_is_skipped_quietly(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A kernel without PSI or conntrack: those collectors report 0, the rest carry on."""
+    paths = fixture_copy(tmp_path)
+    shutil.rmtree(Path(paths.procfs) / "pressure")
+    for name in ("nf_conntrack_count", "nf_conntrack_max"):
+        (Path(paths.procfs) / "sys" / "net" / "netfilter" / name).unlink()
+    metrics = HostCollector(HostSettings(), paths).collect(time.monotonic() + 5)
+    success = samples(metrics, "node_scrape_collector_success", "collector")
+    assert success["pressure"] == 0.0 and success["conntrack"] == 0.0
+    assert success["meminfo"] == 1.0 and success["netdev"] == 1.0
+    names = {m.name for m in metrics}
+    assert not any(n.startswith(("node_pressure", "node_nf_conntrack")) for n in names)
+    assert "node_memory_MemTotal_bytes" in names
+    assert caplog.records == []  # absent is normal, not a warning
+
+
+def test_broken_source_fails_only_its_collector(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    paths = fixture_copy(tmp_path)
+    (Path(paths.procfs) / "loadavg").write_text("garbage\n")
+    collector = HostCollector(HostSettings(), paths)
+    metrics = collector.collect(time.monotonic() + 5)
+    success = samples(metrics, "node_scrape_collector_success", "collector")
+    assert success["loadavg"] == 0.0
+    assert sum(success.values()) == len(success) - 1
+    assert "node_load1" not in {m.name for m in metrics}
+    assert len(caplog.records) == 1 and "loadavg" in caplog.records[0].getMessage()
+    collector.collect(time.monotonic() + 5)
+    assert len(caplog.records) == 1  # the same error is logged once, not every scrape
+    durations = samples(metrics, "node_scrape_collector_duration_seconds", "collector")
+    assert set(durations) == set(success) and all(v >= 0 for v in durations.values())

@@ -69,6 +69,7 @@ def scraped() -> Samples:
     ("node_network_receive_nohandler_total", {"device": "eth0"}, 0),
     ("node_network_speed_bytes", {"device": "eth0"}, 125_000_000),
     ("node_network_mtu_bytes", {"device": "eth0"}, 1400),
+    ("node_network_address_assign_type", {"device": "eth0"}, 0),
     ("node_network_flags", {"device": "eth0"}, 0x1003),
     ("node_network_up", {"device": "eth0"}, 1),
     ("node_network_up", {"device": "lo"}, 0),  # operstate "unknown"

@@ -31,7 +31,7 @@ from exporter.collectors.host.common import (
 )
 
 ATTRIBUTES = (  # sysfs file, metric, type, scale
-    ("address_assign_type", "node_network_address_assign_type", "gauge", 1),
+    ("addr_assign_type", "node_network_address_assign_type", "gauge", 1),
     ("carrier", "node_network_carrier", "gauge", 1),
     ("carrier_changes", "node_network_carrier_changes_total", "counter", 1),
     ("carrier_up_count", "node_network_carrier_up_changes_total", "counter", 1),

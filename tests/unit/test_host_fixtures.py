@@ -91,6 +91,7 @@ def scraped() -> Samples:
     ("node_filefd_allocated", {}, 1504),
     ("node_filefd_maximum", {}, 2466190),
     ("node_entropy_pool_size_bits", {}, 256),
+    ("node_textfile_scrape_error", {}, 0),
     ("node_nf_conntrack_entries_limit", {}, 262144),
     ("node_nf_conntrack_stat_found", {}, 0),
     ("node_cpu_scaling_frequency_hertz", {"cpu": "1"}, 2.8e9),

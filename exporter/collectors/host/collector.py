@@ -24,6 +24,7 @@ from prometheus_client.samples import Sample
 
 from exporter.collectors.base import Collector
 from exporter.collectors.host.arp import Arp
+from exporter.collectors.host.build_info import build_info
 from exporter.collectors.host.common import Files, NoData, Paths, SubCollector, family
 from exporter.collectors.host.conntrack import Conntrack
 from exporter.collectors.host.cpu import Cpu
@@ -43,6 +44,7 @@ from exporter.collectors.host.selinux import Selinux
 from exporter.collectors.host.sockstat import Sockstat
 from exporter.collectors.host.softnet import Softnet
 from exporter.collectors.host.stat import Stat
+from exporter.collectors.host.textfile import Textfile
 from exporter.collectors.host.time import Time
 from exporter.collectors.host.timex import Timex
 from exporter.collectors.host.udp_queues import UdpQueues
@@ -74,10 +76,12 @@ class HostCollector(Collector):
             self.filesystem, Loadavg(p, f), Meminfo(p, f), Netclass(p, f),
             Netdev(p, f, settings.network_devices_exclude), Netstat(p, f), Os(p, f),
             Pressure(p, f), Selinux(p, f), Sockstat(p, f), Softnet(p, f), Stat(p, f),
-            Time(p, f), Timex(p, f), UdpQueues(p, f), Uname(p, f), Vmstat(p, f),
+            Textfile(p, f), Time(p, f), Timex(p, f), UdpQueues(p, f), Uname(p, f),
+            Vmstat(p, f),
         ]
         self._labels = {c.name: {"collector": c.name} for c in self.subcollectors}
         self._errors: dict[str, str] = {}
+        self._build_info = build_info()
 
     @classmethod
     def from_config(cls, config: Config) -> HostCollector:
@@ -107,7 +111,7 @@ class HostCollector(Collector):
             duration.samples.append(Sample(DURATION, lbl, time.perf_counter() - start))
             success.samples.append(Sample(SUCCESS, lbl, ok))
         self.files.clear()
-        return [*out, duration, success]
+        return [*out, duration, success, self._build_info]
 
 
 def paths_from(settings: PathSettings) -> Paths:

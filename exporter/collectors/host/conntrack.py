@@ -16,17 +16,24 @@ from prometheus_client.core import Metric
 
 from exporter.collectors.host.common import NoData, SubCollector, single
 
-STATS = {  # column of /proc/net/stat/nf_conntrack -> help
-    "found": "Number of searched entries which were successful.",
-    "invalid": "Number of packets seen which can not be tracked.",
-    "ignore": "Number of packets seen which are already connected to a conntrack entry.",
-    "insert": "Number of entries inserted into the list.",
-    "insert_failed": "Number of entries for which list insertion was attempted but failed.",
-    "drop": "Number of packets dropped due to conntrack failure.",
-    "early_drop": "Number of dropped conntrack entries to make room for new ones, if "
-                  "maximum table size was reached.",
-    "search_restart": "Number of conntrack table lookups which had to be restarted due to "
-                      "hashtable resizes.",
+STATS = {  # column of /proc/net/stat/nf_conntrack -> (name, help)
+    "found": ("node_nf_conntrack_stat_found",
+              "Number of searched entries which were successful."),
+    "invalid": ("node_nf_conntrack_stat_invalid",
+                "Number of packets seen which can not be tracked."),
+    "ignore": ("node_nf_conntrack_stat_ignore",
+               "Number of packets seen which are already connected to a conntrack entry."),
+    "insert": ("node_nf_conntrack_stat_insert", "Number of entries inserted into the list."),
+    "insert_failed": ("node_nf_conntrack_stat_insert_failed",
+                      "Number of entries for which list insertion was attempted but failed."),
+    "drop": ("node_nf_conntrack_stat_drop",
+             "Number of packets dropped due to conntrack failure."),
+    "early_drop": ("node_nf_conntrack_stat_early_drop",
+                   "Number of dropped conntrack entries to make room for new ones, if "
+                   "maximum table size was reached."),
+    "search_restart": ("node_nf_conntrack_stat_search_restart",
+                       "Number of conntrack table lookups which had to be restarted due to "
+                       "hashtable resizes."),
 }
 
 
@@ -53,6 +60,6 @@ class Conntrack(SubCollector):
                 totals[i] += int(value, 16)
         for i, key in enumerate(header):
             if key in STATS:
-                out.append(single(f"node_nf_conntrack_stat_{key}", STATS[key], "gauge",
-                                  float(totals[i])))
+                name, doc = STATS[key]
+                out.append(single(name, doc, "gauge", float(totals[i])))
         return out

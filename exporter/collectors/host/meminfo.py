@@ -3,11 +3,17 @@
 Sample output::
 
     node_memory_MemTotal_bytes 8.253734912e+09
+    node_memory_MemAvailable_bytes 7.9812e+09
     node_memory_Active_anon_bytes 4.1828352e+07
     node_memory_HugePages_Total 0
 
 ``Active(anon)`` becomes ``Active_anon``; fields in kB are scaled to bytes and get
-``_bytes``, counts (``HugePages_*``) keep their bare name.
+``_bytes``, counts (``HugePages_*``) keep their bare name.  Which fields exist follows
+the kernel; those dashboards use most: node_memory_MemTotal_bytes,
+node_memory_MemFree_bytes, node_memory_MemAvailable_bytes, node_memory_Buffers_bytes,
+node_memory_Cached_bytes, node_memory_SwapCached_bytes, node_memory_SwapTotal_bytes,
+node_memory_SwapFree_bytes, node_memory_Active_bytes, node_memory_Inactive_bytes,
+node_memory_Dirty_bytes, node_memory_Shmem_bytes, node_memory_SReclaimable_bytes.
 """
 
 from __future__ import annotations

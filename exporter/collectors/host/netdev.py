@@ -19,12 +19,18 @@ from prometheus_client.samples import Sample
 
 from exporter.collectors.host.common import Files, Labels, Paths, SubCollector, family
 
-# /proc/net/dev column order.
-COLUMNS = tuple(f"receive_{c}" for c in (
-    "bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast")) + tuple(
-    f"transmit_{c}" for c in (
-        "bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed"))
-NAMES = tuple(f"node_network_{c}_total" for c in COLUMNS)
+# In /proc/net/dev's column order.
+NAMES = (
+    "node_network_receive_bytes_total", "node_network_receive_packets_total",
+    "node_network_receive_errs_total", "node_network_receive_drop_total",
+    "node_network_receive_fifo_total", "node_network_receive_frame_total",
+    "node_network_receive_compressed_total", "node_network_receive_multicast_total",
+    "node_network_transmit_bytes_total", "node_network_transmit_packets_total",
+    "node_network_transmit_errs_total", "node_network_transmit_drop_total",
+    "node_network_transmit_fifo_total", "node_network_transmit_colls_total",
+    "node_network_transmit_carrier_total", "node_network_transmit_compressed_total",
+)
+COLUMNS = tuple(n.removeprefix("node_network_").removesuffix("_total") for n in NAMES)
 NOHANDLER = "node_network_receive_nohandler_total"
 
 

@@ -7,7 +7,15 @@ Sample output::
     node_sockstat_TCP_mem_bytes 577536
     node_sockstat_TCP6_inuse 3
 
-``mem`` counts pages; ``mem_bytes`` is the same times the page size.
+``mem`` counts pages; ``mem_bytes`` is the same times the page size.  The names are
+built from the file (``<PROTO>: <key> <value> ...``); on Linux 6 they are
+node_sockstat_sockets_used, node_sockstat_TCP_inuse, node_sockstat_TCP_orphan,
+node_sockstat_TCP_tw, node_sockstat_TCP_alloc, node_sockstat_TCP_mem,
+node_sockstat_TCP_mem_bytes, node_sockstat_UDP_inuse, node_sockstat_UDP_mem,
+node_sockstat_UDP_mem_bytes, node_sockstat_UDPLITE_inuse, node_sockstat_RAW_inuse,
+node_sockstat_FRAG_inuse, node_sockstat_FRAG_memory, node_sockstat_TCP6_inuse,
+node_sockstat_UDP6_inuse, node_sockstat_UDPLITE6_inuse, node_sockstat_RAW6_inuse,
+node_sockstat_FRAG6_inuse, node_sockstat_FRAG6_memory.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ Sample output::
     node_vmstat_pgfault 2.3177395e+07
     node_vmstat_pgmajfault 2011
     node_vmstat_oom_kill 0
+
+On Linux 6 the default fields give node_vmstat_pgpgin, node_vmstat_pgpgout,
+node_vmstat_pswpin, node_vmstat_pswpout, node_vmstat_pgfault, node_vmstat_pgmajfault
+and node_vmstat_oom_kill.
 """
 
 from __future__ import annotations

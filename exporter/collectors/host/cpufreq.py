@@ -17,7 +17,14 @@ import re
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
-from exporter.collectors.host.common import Files, Labels, Paths, SubCollector, family
+from exporter.collectors.host.common import (
+    Files,
+    Labels,
+    Paths,
+    SubCollector,
+    family,
+    read_optional,
+)
 
 FILES = (  # sysfs file, metric, help
     ("cpuinfo_cur_freq", "node_cpu_frequency_hertz", "Current CPU thread frequency in hertz."),
@@ -49,11 +56,9 @@ class Cpufreq(SubCollector):
         for file, name, doc in FILES:
             metric = family(name, doc, "gauge")
             for lbl, directory in self.cpus:
-                try:
-                    with open(os.path.join(directory, file), "rb") as f:
-                        metric.samples.append(Sample(name, lbl, int(f.read()) * 1000.0))
-                except (OSError, ValueError):
-                    continue  # CPU offline, or a file this driver lacks
+                text = read_optional(os.path.join(directory, file))
+                if text and text.isdigit():  # absent: CPU offline, or not in this driver
+                    metric.samples.append(Sample(name, lbl, int(text) * 1000.0))
             if metric.samples:
                 out.append(metric)
         return out

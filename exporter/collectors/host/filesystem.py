@@ -17,6 +17,7 @@ is skipped until the call returns, so it never holds up a scrape.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import threading
 import time
@@ -77,19 +78,37 @@ def parse_mounts(text: str, paths: Paths) -> list[Mount]:
 class StatfsRunner:
     """Runs statvfs off the scrape thread so a hung mount costs at most its timeout.
 
-    A mount whose call has not returned stays "stuck" (skipped) until it does.
+    One long-lived worker thread does the calls (starting a thread per scrape cost more
+    than the statfs calls).  When a call hangs, that worker is given up: the mount stays
+    "stuck" (skipped) until the call returns, the next scrape gets a fresh worker, and the
+    old one ends once its call comes back.
     """
 
     def __init__(self, statfs: StatFn) -> None:
         self.statfs = statfs
         self.stuck: set[str] = set()
         self.lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Callable[[], None]] | None = None
+
+    def _worker(self, jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            jobs.get()()
+            with self.lock:
+                if self._jobs is not jobs:
+                    return  # given up while hung; a newer worker serves the scrapes
 
     def run(self, paths: list[str], timeout: float
             ) -> dict[str, os.statvfs_result | OSError | None]:
         results: dict[str, os.statvfs_result | OSError | None] = dict.fromkeys(paths)
         with self.lock:
             todo = [p for p in paths if p not in self.stuck]
+            jobs = self._jobs
+            if jobs is None and todo:
+                jobs = self._jobs = queue.SimpleQueue()
+                threading.Thread(target=self._worker, args=(jobs,), name="statfs",
+                                 daemon=True).start()
+        if not todo or jobs is None:
+            return results
         done = threading.Event()
         current: list[str] = []
 
@@ -105,10 +124,12 @@ class StatfsRunner:
             current.clear()
             done.set()
 
-        threading.Thread(target=work, name="statfs", daemon=True).start()
+        jobs.put(work)
         if not done.wait(timeout):
             with self.lock:
                 self.stuck.update(current)
+                if self._jobs is jobs:
+                    self._jobs = None
         return dict(results)
 
 

@@ -76,18 +76,24 @@ class Netclass(SubCollector):
             lbl = self._devices.get(device)
             if lbl is None:
                 lbl = self._devices[device] = {"device": device}
-            base = os.path.join(root, device)
-            for fam, (file, metric, _, scale) in zip(families, ATTRIBUTES, strict=True):
-                text = read_optional(os.path.join(base, file))
-                if text:
-                    try:
-                        # dev_id and flags are hex ("0x1003"), the rest decimal
-                        value = int(text, 16) if text.startswith("0x") else int(text)
-                    except ValueError:
-                        continue
-                    fam.samples.append(Sample(metric, lbl, float(value * scale)))
-            values = {key: read_optional(os.path.join(base, key)) or "" for key in INFO_LABELS
-                      if key != "device"}
+            try:  # relative opens under the device's directory: no path walk per file
+                base = os.open(os.path.join(root, device), os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue  # the interface went away
+            try:
+                for fam, (file, metric, _, scale) in zip(families, ATTRIBUTES, strict=True):
+                    text = read_optional(file, base)
+                    if text:
+                        try:
+                            # dev_id and flags are hex ("0x1003"), the rest decimal
+                            value = int(text, 16) if text.startswith("0x") else int(text)
+                        except ValueError:
+                            continue
+                        fam.samples.append(Sample(metric, lbl, float(value * scale)))
+                values = {key: read_optional(key, base) or "" for key in INFO_LABELS
+                          if key != "device"}
+            finally:
+                os.close(base)
             values["device"] = device
             info.samples.append(Sample("node_network_info", values, 1.0))
             up.samples.append(Sample("node_network_up", lbl,

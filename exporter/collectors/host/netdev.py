@@ -17,7 +17,14 @@ import re
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
-from exporter.collectors.host.common import Files, Labels, Paths, SubCollector, family
+from exporter.collectors.host.common import (
+    Files,
+    Labels,
+    Paths,
+    SubCollector,
+    family,
+    read_optional,
+)
 
 # In /proc/net/dev's column order.
 NAMES = (
@@ -60,10 +67,8 @@ class Netdev(SubCollector):
                 continue
             for append, name, value in zip(appends, NAMES, rest.split(), strict=False):
                 append(Sample(name, lbl, float(value)))
-            try:
-                with open(self.paths.sys("class", "net", lbl["device"], "statistics",
-                                         "rx_nohandler"), "rb") as f:
-                    nohandler.samples.append(Sample(NOHANDLER, lbl, float(f.read())))
-            except (OSError, ValueError):
-                pass  # older kernels lack the counter
+            extra = read_optional(self.paths.sys("class", "net", lbl["device"], "statistics",
+                                                 "rx_nohandler"))
+            if extra:  # older kernels lack the counter
+                nohandler.samples.append(Sample(NOHANDLER, lbl, float(extra)))
         return [*families, nohandler]

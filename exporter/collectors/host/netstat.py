@@ -29,29 +29,14 @@ FIELDS = re.compile(
 SNMP6_PROTOCOLS = ("Ip6", "Icmp6", "UdpLite6", "Udp6")  # longest prefix first
 
 
-def _pairs(text: str) -> dict[str, str]:
-    """``TcpExt: A B`` / ``TcpExt: 1 2`` -> {"TcpExt_A": "1", "TcpExt_B": "2"}."""
-    out: dict[str, str] = {}
-    lines = text.splitlines()
-    for header, values in zip(lines[::2], lines[1::2], strict=False):
-        proto, _, names = header.partition(":")
-        for name, value in zip(names.split(), values.partition(":")[2].split(), strict=False):
-            out[f"{proto}_{name}"] = value
-    return out
+Wanted = list[tuple[int, str, str]]  # (column, metric name, help)
 
 
-def _snmp6(text: str) -> dict[str, str]:
-    """``Ip6InOctets 4092`` -> {"Ip6_InOctets": "4092"}."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) != 2:
-            continue
-        for proto in SNMP6_PROTOCOLS:
-            if parts[0].startswith(proto):
-                out[f"{proto}_{parts[0][len(proto):]}"] = parts[1]
-                break
-    return out
+def _wanted(key: str) -> tuple[str, str] | None:
+    """``Tcp_InSegs`` -> its metric name and help, or None outside the default fields."""
+    if not FIELDS.match(key):
+        return None
+    return f"node_netstat_{key}", f"Statistic {key.replace('_', '')}."
 
 
 class Netstat(SubCollector):
@@ -59,20 +44,50 @@ class Netstat(SubCollector):
 
     def __init__(self, paths: Paths, files: Files) -> None:
         super().__init__(paths, files)
-        self._wanted: dict[str, bool] = {}
+        # The column layout of each header line, and snmp6 key lookups, worked out once:
+        # the files keep their layout while the kernel runs.
+        self._columns: dict[str, Wanted] = {}
+        self._snmp6: dict[str, tuple[str, str] | None] = {}
+
+    def _header(self, header: str) -> Wanted:
+        wanted = self._columns.get(header)
+        if wanted is None:
+            proto, _, names = header.partition(":")
+            wanted = []
+            for i, name in enumerate(names.split()):
+                found = _wanted(f"{proto}_{name}")
+                if found:
+                    wanted.append((i, *found))
+            self._columns[header] = wanted
+        return wanted
+
+    def _snmp6_key(self, raw: str) -> tuple[str, str] | None:
+        """``Ip6InOctets`` -> ("node_netstat_Ip6_InOctets", help) when wanted."""
+        if raw not in self._snmp6:
+            found = None
+            for proto in SNMP6_PROTOCOLS:
+                if raw.startswith(proto):
+                    found = _wanted(f"{proto}_{raw[len(proto):]}")
+                    break
+            self._snmp6[raw] = found
+        return self._snmp6[raw]
 
     def collect(self) -> list[Metric]:
-        stats = _pairs(self.files.read(self.paths.proc("net", "netstat")))
-        stats.update(_pairs(self.files.read(self.paths.proc("net", "snmp"))))
-        with contextlib.suppress(NoData):  # a kernel without IPv6 has no snmp6
-            stats.update(_snmp6(self.files.read(self.paths.proc("net", "snmp6"))))
         out: list[Metric] = []
-        wanted = self._wanted
-        for key, value in sorted(stats.items()):
-            ok = wanted.get(key)
-            if ok is None:
-                ok = wanted[key] = FIELDS.match(key) is not None
-            if ok:
-                out.append(single(f"node_netstat_{key}",
-                                  f"Statistic {key.replace('_', '')}.", "unknown", float(value)))
+        for file in ("netstat", "snmp"):
+            # pairs of lines: "TcpExt: names..." then "TcpExt: values..."
+            lines = self.files.read(self.paths.proc("net", file)).splitlines()
+            for header, values in zip(lines[::2], lines[1::2], strict=False):
+                wanted = self._header(header)
+                if wanted:
+                    fields = values.partition(":")[2].split()
+                    out += [single(name, doc, "unknown", float(fields[i]))
+                            for i, name, doc in wanted if i < len(fields)]
+        with contextlib.suppress(NoData):  # a kernel without IPv6 has no snmp6
+            for line in self.files.read(self.paths.proc("net", "snmp6")).splitlines():
+                parts = line.split()
+                if len(parts) == 2:
+                    found = self._snmp6_key(parts[0])
+                    if found:
+                        out.append(single(found[0], found[1], "unknown", float(parts[1])))
         return out

@@ -9,12 +9,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client.core import Metric
 
+from exporter import cli
 from exporter.collectors.host.collector import HostCollector
 from exporter.collectors.host.common import Paths
 from exporter.collectors.host.filesystem import parse_mounts
-from exporter.config import HostSettings
+from exporter.config import ConfigError, HostSettings
+from tests.helpers.exporter import wait_for
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "host"
 
@@ -54,12 +57,31 @@ def test_hung_statfs_is_skipped_and_reported_then_recovers() -> None:
     assert len(root_calls) == 1
 
     release.set()
-    deadline = time.monotonic() + 5
-    while "/" in collector.filesystem.runner.stuck and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: "/" not in collector.filesystem.runner.stuck, what="statfs to return")
     metrics = collector.collect(time.monotonic() + 5)
     assert samples(metrics, "node_filesystem_device_error")["/"] == 0.0
     assert samples(metrics, "node_filesystem_size_bytes")["/"] > 0
+    # The worker given up while hung ends once its call returns: one statfs thread left.
+    wait_for(lambda: statfs_threads() == 1, what="the given-up statfs worker to end")
+
+
+def statfs_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "statfs")
+
+
+def test_path_flags_are_settings(tmp_path: Path) -> None:
+    """--path.procfs and friends are node_exporter's flags; a relative path is refused
+    with a one-line error naming the key and value."""
+    cfg = cli.parse(["--path.procfs=/host/proc", "--path.rootfs=/host/root"],
+                    {"STACKMON_PATH_SYSFS": "/host/sys"})
+    assert (cfg.path.procfs, cfg.path.sysfs, cfg.path.rootfs) == (
+        "/host/proc", "/host/sys", "/host/root")
+    collector = HostCollector.from_config(cfg)
+    assert collector.paths == Paths("/host/proc", "/host/sys", "/host/root")
+    with pytest.raises(ConfigError) as info:
+        cli.parse(["--path.procfs=host/proc"], {})
+    message = str(info.value)
+    assert "path.procfs" in message and "host/proc" in message and "\n" not in message
 
 
 def test_statfs_error_gives_device_error() -> None:

@@ -16,7 +16,8 @@ from exporter import cli
 from exporter.collectors.host.collector import HostCollector
 from exporter.collectors.host.common import Paths
 from exporter.collectors.host.filesystem import parse_mounts
-from exporter.config import ConfigError, HostSettings
+from exporter.collectors.host.settings import HostSettings
+from exporter.config import ConfigError
 from tests.helpers.exporter import wait_for
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "host"
@@ -73,15 +74,15 @@ def test_path_flags_are_settings(tmp_path: Path) -> None:
     """--path.procfs and friends are node_exporter's flags; a relative path is refused
     with a one-line error naming the key and value."""
     cfg = cli.parse(["--path.procfs=/host/proc", "--path.rootfs=/host/root"],
-                    {"STACKMON_PATH_SYSFS": "/host/sys"})
-    assert (cfg.path.procfs, cfg.path.sysfs, cfg.path.rootfs) == (
-        "/host/proc", "/host/sys", "/host/root")
-    collector = HostCollector.from_config(cfg)
+                    {"STACKMON_HOST_SYSFS": "/host/sys"})
+    host = cfg.sections["host"]
+    assert (host.procfs, host.sysfs, host.rootfs) == ("/host/proc", "/host/sys", "/host/root")
+    collector = HostCollector(host)
     assert collector.paths == Paths("/host/proc", "/host/sys", "/host/root")
     with pytest.raises(ConfigError) as info:
         cli.parse(["--path.procfs=host/proc"], {})
     message = str(info.value)
-    assert "path.procfs" in message and "host/proc" in message and "\n" not in message
+    assert "--path.procfs" in message and "host/proc" in message and "\n" not in message
 
 
 def test_statfs_error_gives_device_error() -> None:

@@ -13,7 +13,7 @@ from prometheus_client.exposition import generate_latest
 
 from exporter.collectors.host.collector import HostCollector
 from exporter.collectors.host.common import Paths
-from exporter.config import HostSettings
+from exporter.collectors.host.settings import HostSettings
 from tests.helpers.exporter import Samples, exporter_fixture
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "host"

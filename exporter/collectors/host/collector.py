@@ -41,6 +41,7 @@ from exporter.collectors.host.netstat import Netstat
 from exporter.collectors.host.os import Os
 from exporter.collectors.host.pressure import Pressure
 from exporter.collectors.host.selinux import Selinux
+from exporter.collectors.host.settings import HostSettings
 from exporter.collectors.host.sockstat import Sockstat
 from exporter.collectors.host.softnet import Softnet
 from exporter.collectors.host.stat import Stat
@@ -50,7 +51,7 @@ from exporter.collectors.host.timex import Timex
 from exporter.collectors.host.udp_queues import UdpQueues
 from exporter.collectors.host.uname import Uname
 from exporter.collectors.host.vmstat import Vmstat
-from exporter.config import Config, HostSettings, PathSettings
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.host")
 DURATION = "node_scrape_collector_duration_seconds"
@@ -64,7 +65,8 @@ class HostCollector(Collector):
 
     def __init__(self, settings: HostSettings, paths: Paths | None = None,
                  statfs: StatFn = os.statvfs) -> None:
-        self.paths = paths or Paths()
+        """``paths`` overrides the settings' roots (tests)."""
+        self.paths = paths or Paths(settings.procfs, settings.sysfs, settings.rootfs)
         self.files = Files()
         p, f = self.paths, self.files
         self.filesystem = Filesystem(p, f, settings.filesystem_mount_points_exclude,
@@ -82,10 +84,6 @@ class HostCollector(Collector):
         self._labels = {c.name: {"collector": c.name} for c in self.subcollectors}
         self._errors: dict[str, str] = {}
         self._build_info = build_info()
-
-    @classmethod
-    def from_config(cls, config: Config) -> HostCollector:
-        return cls(config.host, paths_from(config.path))
 
     def collect(self, deadline: float) -> list[Metric]:
         self.files.clear()
@@ -114,10 +112,6 @@ class HostCollector(Collector):
         return [*out, duration, success, self._build_info]
 
 
-def paths_from(settings: PathSettings) -> Paths:
-    return Paths(settings.procfs, settings.sysfs, settings.rootfs)
-
-
-def build(cfg: Config) -> list[Collector]:
-    """The host collector for the COLLECTORS table."""
-    return [HostCollector.from_config(cfg)]
+def build(settings: HostSettings, scrape: ScrapeSettings) -> list[Collector]:
+    """What /metrics serves: one host collector."""
+    return [HostCollector(settings)]

@@ -83,7 +83,6 @@ class HostCollector(Collector):
         ]
         self._labels = {c.name: {"collector": c.name} for c in self.subcollectors}
         self._errors: dict[str, str] = {}
-        self._build_info = build_info()
 
     def collect(self, deadline: float) -> list[Metric]:
         self.files.clear()
@@ -109,7 +108,7 @@ class HostCollector(Collector):
             duration.samples.append(Sample(DURATION, lbl, time.perf_counter() - start))
             success.samples.append(Sample(SUCCESS, lbl, ok))
         self.files.clear()
-        return [*out, duration, success, self._build_info]
+        return [*out, duration, success, build_info()]
 
 
 def build(settings: HostSettings, scrape: ScrapeSettings) -> list[Collector]:

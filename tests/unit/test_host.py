@@ -34,23 +34,35 @@ def fixture_copy(tmp_path: Path) -> Paths:
     return Paths(str(root / "proc"), str(root / "sys"), str(root / "rootfs"))
 
 
-def test_hung_statfs_is_skipped_and_reported_then_recovers() -> None:
+def network_mount_tree(tmp_path: Path) -> Paths:
+    """The fixture host with an NFS root and a local /data: only NFS goes to the worker."""
+    paths = fixture_copy(tmp_path)
+    (Path(paths.procfs) / "1" / "mounts").write_text(
+        "server:/export / nfs4 rw,relatime 0 0\n/dev/vdb /data ext4 rw 0 0\n")
+    return paths
+
+
+def test_hung_statfs_is_skipped_and_reported_then_recovers(tmp_path: Path) -> None:
+    paths = network_mount_tree(tmp_path)
     release = threading.Event()
     real = os.statvfs
     root_calls: list[str] = []
 
     def statfs(path: str) -> os.statvfs_result:
-        if path == "/":
+        if path.rstrip("/") == paths.rootfs:
             root_calls.append(path)
             release.wait(30)
         return real(path)
 
-    collector = HostCollector(HostSettings(filesystem_mount_timeout_seconds=0.2), statfs=statfs)
+    collector = HostCollector(HostSettings(filesystem_mount_timeout_seconds=0.2), paths,
+                              statfs=statfs)
     start = time.monotonic()
     metrics = collector.collect(time.monotonic() + 5)
     assert time.monotonic() - start < 2.0
-    assert samples(metrics, "node_filesystem_device_error")["/"] == 1.0
-    assert "/" not in samples(metrics, "node_filesystem_size_bytes")
+    hung = collector.filesystem.runner.worker
+    assert hung is not None and hung.is_alive()
+    assert samples(metrics, "node_filesystem_device_error") == {"/": 1.0, "/data": 0.0}
+    assert set(samples(metrics, "node_filesystem_size_bytes")) == {"/data"}
 
     # While it is stuck, later scrapes skip it instead of calling (and waiting) again.
     metrics = collector.collect(time.monotonic() + 5)
@@ -58,16 +70,27 @@ def test_hung_statfs_is_skipped_and_reported_then_recovers() -> None:
     assert len(root_calls) == 1
 
     release.set()
-    wait_for(lambda: "/" not in collector.filesystem.runner.stuck, what="statfs to return")
+    wait_for(lambda: not collector.filesystem.runner.stuck, what="statfs to return")
     metrics = collector.collect(time.monotonic() + 5)
     assert samples(metrics, "node_filesystem_device_error")["/"] == 0.0
     assert samples(metrics, "node_filesystem_size_bytes")["/"] > 0
-    # The worker given up while hung ends once its call returns: one statfs thread left.
-    wait_for(lambda: statfs_threads() == 1, what="the given-up statfs worker to end")
+    # The worker given up while hung ends once its call returns; a new one serves.
+    assert collector.filesystem.runner.worker is not hung
+    wait_for(lambda: not hung.is_alive(), what="the given-up statfs worker to end")
 
 
-def statfs_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name == "statfs")
+def test_local_filesystems_are_statfsed_inline(tmp_path: Path) -> None:
+    """ext4 & co answer statfs from memory: no hand-off to the worker for them."""
+    paths = network_mount_tree(tmp_path)
+    callers: dict[str, str] = {}
+
+    def statfs(path: str) -> os.statvfs_result:
+        callers[path.rstrip("/")] = threading.current_thread().name
+        return os.statvfs(path)
+
+    HostCollector(HostSettings(), paths, statfs=statfs).collect(time.monotonic() + 5)
+    assert callers[paths.rootfs] == "statfs"  # nfs4: through the worker
+    assert callers[paths.rootfs + "/data"] == threading.current_thread().name
 
 
 def test_path_flags_are_settings(tmp_path: Path) -> None:

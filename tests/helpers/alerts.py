@@ -57,13 +57,18 @@ def metric_names(expr: str) -> set[str]:
 
 
 def documented_metrics() -> set[str]:
-    """Names in the first column of every table in README → Metrics reference
-    (cells may list several names), plus the series of documented histograms."""
+    """Names in the first column of every table in README → Metrics reference and
+    docs/host.md → Metrics (cells may list several names), plus the series of documented
+    histograms."""
     text = README.read_text()
     start = text.index("\n## Metrics reference\n")
     end = text.index("\n## ", start + 5)
+    # The host collector's full table lives in docs/host.md (README keeps the most used).
+    host = (REPO / "docs" / "host.md").read_text()
+    host_start = host.index("\n## Metrics\n")
+    host_end = host.index("\n## ", host_start + 5)
     names: set[str] = set()
-    for line in text[start:end].splitlines():
+    for line in (text[start:end] + host[host_start:host_end]).splitlines():
         if not line.startswith("|"):
             continue
         cells = line.split("|")

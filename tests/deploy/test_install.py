@@ -31,8 +31,7 @@ from tests.helpers.celery import rabbit_vhost
 from tests.helpers.exporter import REPO, Exporter, Samples, free_port, wait_for
 from tests.helpers.services import TargetServer
 
-# What the Docker build context holds (.dockerignore) and the build stage copies.
-BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE", "exporter")
+DOCKERFILE = REPO / "Dockerfile"
 COLLECTORS = ("host", "postgres", "redis", "celery", "services")
 # Tools of the test extra that must not be in a runtime install.
 TEST_TOOLS = ("pytest", "hypothesis", "mypy", "ruff", "jsonschema")
@@ -47,11 +46,27 @@ def run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return proc  # type: ignore[no-any-return]
 
 
+def build_stage_sources(dockerfile: str) -> list[str]:
+    """What the Dockerfile's build stage copies into the image build (its COPY sources).
+
+    >>> build_stage_sources("FROM p AS build\\nCOPY a b ./\\nCOPY c ./c\\nFROM p\\nCOPY d /\\n")
+    ['a', 'b', 'c']
+    """
+    stages = re.split(r"^FROM\s", dockerfile, flags=re.M)
+    return [src for line in stages[1].splitlines() if line.startswith("COPY ")
+            for src in line.split()[1:-1]]
+
+
+def test_the_wheel_is_built_from_what_the_image_build_copies() -> None:
+    assert build_stage_sources(DOCKERFILE.read_text()) == [
+        "pyproject.toml", "README.md", "LICENSE", "exporter"]
+
+
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip wheel --no-deps`` of a copy of what the image's build context holds."""
     src = tmp_path_factory.mktemp("wheel-src")
-    for name in BUILD_FILES:
+    for name in build_stage_sources(DOCKERFILE.read_text()):
         path = REPO / name
         if path.is_dir():
             shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))

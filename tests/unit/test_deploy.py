@@ -457,11 +457,19 @@ def test_dockerfile_runs_stackmon_unprivileged_with_a_healthcheck() -> None:
     by_word: dict[str, list[str]] = {}
     for word, args in steps:
         by_word.setdefault(word, []).append(args)
-    assert re.fullmatch(r"python:3\.11[.\d]*-slim(-\w+)?", by_word["FROM"][0])
+    for image in by_word["FROM"]:
+        assert re.fullmatch(r"python:3\.11[.\d]*-slim(-\w+)?( AS \w+)?", image)
     user = by_word["USER"][-1].split(":")[0]
     assert user not in ("root", "0") and steps.index(("USER", by_word["USER"][-1])) > max(
         i for i, (word, _) in enumerate(steps) if word == "RUN"), "USER after the last RUN"
-    assert any("pip install --no-cache-dir ." in run for run in by_word["RUN"])
+    # Multi-stage: the build stage makes the wheel, the image installs only that wheel
+    # (with its runtime dependencies), as tests/deploy/test_install.py does.
+    build, runtime = stages(steps)
+    assert any(args.startswith("pip wheel --no-cache-dir --no-deps") for word, args in build
+               if word == "RUN")
+    assert ("COPY", "--from=build /wheels /wheels") in runtime
+    installs = [args for word, args in runtime if word == "RUN" and "pip install" in args]
+    assert installs == ["pip install --no-cache-dir /wheels/stackmon-*.whl && rm -rf /wheels"]
     assert by_word["EXPOSE"] == ["9860"]
     assert json.loads(by_word["ENTRYPOINT"][0]) == ["stackmon"]
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -469,6 +477,22 @@ def test_dockerfile_runs_stackmon_unprivileged_with_a_healthcheck() -> None:
     (check,) = by_word["HEALTHCHECK"]
     assert "http://127.0.0.1:9860/-/healthy" in check and "curl" not in check
     assert any("org.opencontainers.image.title" in label for label in by_word["LABEL"])
+
+
+def stages(steps: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage, split at FROM."""
+    out: list[list[tuple[str, str]]] = []
+    for step in steps:
+        if step[0] == "FROM":
+            out.append([])
+        out[-1].append(step)
+    return out
+
+
+def test_stages_split_at_from() -> None:
+    steps = instructions("FROM a:1 AS build\nRUN x\nFROM a:1\nCOPY --from=build /w /w\n")
+    assert stages(steps) == [[("FROM", "a:1 AS build"), ("RUN", "x")],
+                             [("FROM", "a:1"), ("COPY", "--from=build /w /w")]]
 
 
 def test_instructions_join_continuations() -> None:
@@ -499,7 +523,8 @@ def test_docker_ignored_follows_last_match() -> None:
 def test_build_context_holds_what_the_dockerfile_copies() -> None:
     patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    copied = [src for word, args in instructions(DOCKERFILE.read_text()) if word == "COPY"
+    copied = [src for word, args in instructions(DOCKERFILE.read_text())
+              if word == "COPY" and not args.startswith("--from=")
               for src in args.split()[:-1]]
     assert "exporter" in copied and "pyproject.toml" in copied
     readme = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["readme"]

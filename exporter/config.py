@@ -35,6 +35,12 @@ DEFAULT_PORT = 9860
 ENV_PREFIX = "STACKMON_"
 # Env vars that are not settings but are still ours.
 ENV_EXTRA = frozenset({"STACKMON_CONFIG_FILE"})
+# What Kubernetes injects into every pod for a Service named "stackmon" in its namespace
+# (the docker-links convention): STACKMON_SERVICE_HOST, STACKMON_SERVICE_PORT[_<NAME>],
+# STACKMON_PORT, STACKMON_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. Not settings, not typos.
+KUBERNETES_SERVICE_ENV = re.compile(
+    r"STACKMON_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+    r"|PORT|PORT_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)")
 REDACTED = "<redacted>"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -1014,6 +1020,16 @@ def env_settings(collectors: Iterable[str]) -> dict[str, Leaf]:
     return by_env
 
 
+def is_kubernetes_service_variable(name: str) -> bool:
+    """Whether ``name`` is one of the variables Kubernetes sets for a Service "stackmon".
+
+    >>> [is_kubernetes_service_variable(n) for n in ("STACKMON_PORT_9860_TCP_ADDR",
+    ...     "STACKMON_SERVICE_PORT_METRICS", "STACKMON_PORTS", "STACKMON_WEB_PORT")]
+    [True, True, False, False]
+    """
+    return KUBERNETES_SERVICE_ENV.fullmatch(name) is not None
+
+
 def load(
     *,
     config_file: str | None,
@@ -1035,6 +1051,8 @@ def load(
         if not name.startswith(ENV_PREFIX) or name in ENV_EXTRA:
             continue
         leaf = by_env.get(name)
+        if leaf is None and is_kubernetes_service_variable(name):
+            continue
         if leaf is None:
             raise ConfigError(f"environment: {name}: unknown variable"
                               f"{_suggest(name, list(by_env))}")

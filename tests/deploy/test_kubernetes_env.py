@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from exporter import cli
-from exporter.config import ConfigError, is_kubernetes_service_variable
+from exporter.errors import ConfigError
+from exporter.settings.sources import is_kubernetes_service_variable
 
 # Exactly what the kubelet sets for `kind: Service, metadata.name: stackmon` with the ports
 # metrics 9860/TCP and a second, unnamed-style port 9861/UDP (docker-links variables).

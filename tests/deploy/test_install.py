@@ -26,8 +26,6 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from tests.conftest import BROKER_URL, PG_DSN, REDIS_URL
-from tests.helpers.celery import rabbit_vhost
 from tests.helpers.exporter import REPO, Exporter, Samples, free_port, wait_for
 from tests.helpers.services import TargetServer
 
@@ -162,10 +160,11 @@ def test_bad_lines_finds_warnings_and_tracebacks() -> None:
 
 
 @pytest.fixture(scope="module")
-def checks_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def checks_config(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str, redis_url: str
+                  ) -> Iterator[Path]:
     """A services config: an HTTP check of a local server and TCP checks of the backends."""
     web = TargetServer()
-    pg, cache = urlsplit(PG_DSN), urlsplit(REDIS_URL)
+    pg, cache = urlsplit(pg_dsn), urlsplit(redis_url)
     path = tmp_path_factory.mktemp("install-checks") / "stackmon.yml"
     pg_address = f"{pg.hostname}:{pg.port or 5432}"
     redis_address = f"{cache.hostname}:{cache.port or 6379}"
@@ -180,9 +179,9 @@ def checks_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         web.stop()
 
 
-def run_every_collector(venv: Path, config: Path, broker: str) -> None:
-    env = {"STACKMON_POSTGRES_DSN": PG_DSN, "STACKMON_REDIS_URL": REDIS_URL,
-           "STACKMON_CELERY_BROKER_URL": broker}
+def run_every_collector(venv: Path, config: Path, backends: dict[str, str]) -> None:
+    env = {"STACKMON_POSTGRES_DSN": backends["pg"], "STACKMON_REDIS_URL": backends["redis"],
+           "STACKMON_CELERY_BROKER_URL": backends["broker"]}
     exp = start_installed(venv, [f"--config.file={config}"], env)
     try:
         try:
@@ -209,16 +208,20 @@ def run_every_collector(venv: Path, config: Path, broker: str) -> None:
     assert bad_lines(log) == [], log[-4000:]
 
 
-def test_installed_stackmon_with_a_redis_broker(runtime_venv: Path, checks_config: Path) -> None:
+def test_installed_stackmon_with_a_redis_broker(runtime_venv: Path, checks_config: Path,
+                                                pg_dsn: str, redis_url: str,
+                                                broker_url: str) -> None:
     try:
-        run_every_collector(runtime_venv, checks_config, BROKER_URL)
+        run_every_collector(runtime_venv, checks_config,
+                            {"pg": pg_dsn, "redis": redis_url, "broker": broker_url})
     finally:
         # The Celery collector's inspect broadcasts leave kombu keys in its broker DB.
-        client = redis.Redis.from_url(BROKER_URL)
+        client = redis.Redis.from_url(broker_url)
         client.flushdb()
         client.close()
 
 
-def test_installed_stackmon_with_rabbitmq(runtime_venv: Path, checks_config: Path) -> None:
-    with rabbit_vhost() as broker:
-        run_every_collector(runtime_venv, checks_config, broker)
+def test_installed_stackmon_with_rabbitmq(runtime_venv: Path, checks_config: Path,
+                                          pg_dsn: str, redis_url: str, amqp_url: str) -> None:
+    run_every_collector(runtime_venv, checks_config,
+                        {"pg": pg_dsn, "redis": redis_url, "broker": amqp_url})

@@ -839,7 +839,7 @@ def test_deployment_docs_name_the_pinned_images(model: Model) -> None:
         dockerfile = image_dockerfile(model, name)
         image = re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M)[-1] \
             if dockerfile else service["image"]
-        assert f"`{image}`" in section, f"{name}: README names another image than {image}"
+        assert f"`{image}`" in section, f"{name}: docs/deployment.md lacks {image}"
     assert "bash scripts/make-secrets.sh" in section and "docker compose" in section
 
 

@@ -17,6 +17,11 @@ In a test, prefer the session fixtures ``pg_dsn``, ``redis_url``, ``broker_url``
 module constants) may use the constants, or ``pg()``/``redis()``/``rabbitmq()`` for the
 server objects. Subprocesses get the URLs through their environment, never by
 importing this module (they would pick other ports).
+
+The older names keep working and now point here: ``tests.conftest.PG_DSN``/``REDIS_URL``/
+``BROKER_URL``, ``tests.helpers.celery.REDIS_PORT``/``RABBITMQ_PORT``/``rabbit_vhost()``
+and ``tests.helpers.redis_server.SHARED_URL``. Never write ``127.0.0.1:5432``/``6379``/
+``5672`` in a test: the guard in tests/conftest.py fails the run if anything connects there.
 """
 
 from __future__ import annotations
@@ -137,11 +142,11 @@ class RabbitMQ:
         return self
 
     def _up(self) -> bool:
-        import amqp
+        import amqp  # type: ignore[import-untyped]
 
         for proc in self.procs:
             if proc.poll() is not None:
-                raise AssertionError(f"RabbitMQ exited ({proc.args}): {self.log()}")
+                raise AssertionError(f"RabbitMQ exited ({proc.args!r}): {self.log()}")
         conn = amqp.Connection(f"127.0.0.1:{self.amqp_port}", userid="guest",
                                password="guest", connect_timeout=2)
         try:

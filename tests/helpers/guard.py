@@ -49,11 +49,11 @@ def _redis_keys(port: int = 6379) -> dict[int, int] | str:
 
     client = redis.Redis(port=port, socket_timeout=5)
     try:
-        ndb = int(client.config_get("databases").get("databases", 16))
+        ndb = int(client.config_get("databases").get("databases") or 16)
         counts = {}
         for db in range(ndb):
-            client.execute_command("SELECT", db)
-            counts[db] = int(client.execute_command("DBSIZE"))
+            client.execute_command("SELECT", db)  # type: ignore[no-untyped-call]
+            counts[db] = int(client.execute_command("DBSIZE"))  # type: ignore[no-untyped-call]
         return counts
     except redis.RedisError as err:  # e.g. a password on the machine's Redis
         return f"unreadable ({err.__class__.__name__})"

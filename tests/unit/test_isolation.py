@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from tests.helpers.backends import private_port
 from tests.helpers.exporter import REPO, wait_for
@@ -84,3 +85,32 @@ def test_compare_reports_each_server() -> None:
     lines = compare(before, after)
     assert [line.rsplit(": ", 1)[1] for line in lines] == ["CHANGED", "unchanged", "CHANGED"]
     assert lines[2].startswith("guard: redis before {0: 1, 11: 2} after {0: 1, 11: 0}")
+
+
+def test_guard_fails_the_run(tmp_path: Path) -> None:
+    """End to end: a test that connects to a watched port makes pytest exit 1."""
+    (tmp_path / "test_offender.py").write_text(textwrap.dedent("""
+        import socket
+
+        from tests import conftest
+        from tests.helpers.backends import private_port
+
+
+        def test_connects_to_a_watched_port() -> None:
+            port = private_port()
+            with socket.socket() as server:
+                server.bind(("127.0.0.1", port))
+                server.listen(1)
+                conftest._GUARD["watcher"].ports = (port,)  # stands in for 6379
+                socket.create_connection(("127.0.0.1", port)).close()
+        """))
+    env = {k: v for k, v in os.environ.items() if k != "STACKMON_TEST_GUARD"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "tests.conftest", "--rootdir", str(tmp_path),
+                           str(tmp_path / "test_offender.py")],
+                          capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)},
+                          cwd=tmp_path, timeout=240)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "1 passed" in proc.stdout
+    assert "guard: FAILED: the suite connected to the machine's servers" in proc.stdout
+    assert "pytest (in-process)" in proc.stdout

@@ -914,6 +914,31 @@ def test_nginx_serves_stub_status_and_proxies_the_app(model: Model) -> None:
     assert listen and listen.group(1) in model["services"]["nginx"]["expose"]
 
 
+def nginx_test(server_conf: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` on a server file inside a minimal main config. The upstream host is a
+    compose service name, resolved when nginx loads the config, so it becomes loopback."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx not installed (scripts/test-services.sh installs it)")
+    (tmp_path / "default.conf").write_text(re.sub(r"http://\w+:", "http://127.0.0.1:",
+                                                  server_conf))
+    main = tmp_path / "nginx.conf"
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+                    f"http {{\n  access_log off;\n  include {tmp_path}/default.conf;\n}}\n")
+    return subprocess.run([nginx, "-t", "-q", "-p", str(tmp_path), "-c", str(main)],
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def test_nginx_accepts_the_demo_config(tmp_path: Path) -> None:
+    proc = nginx_test((DEMO_DIR / "nginx.conf").read_text(), tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_nginx_refuses_a_broken_config(tmp_path: Path) -> None:
+    text = (DEMO_DIR / "nginx.conf").read_text().replace("stub_status;", "stub_statuss;")
+    assert nginx_test(text, tmp_path).returncode != 0
+
+
 def test_nginx_locations_parse() -> None:
     text = "server { location = /a { stub_status; } location / { proxy_pass http://x:1; } }"
     assert nginx_locations(text) == {"/a": " stub_status; ", "/": " proxy_pass http://x:1; "}

@@ -952,6 +952,9 @@ def test_demo_app_runs_the_django_project(model: Model) -> None:
         assert services[name]["image"] == services["app"]["image"]
         assert services[name]["command"][:3] == ["celery", "-A", "demo.celery_app:app"]
     assert services["worker"]["command"][3:5] == ["worker", "-E"]
+    # A healthcheck skips the image's ENTRYPOINT, which puts the broker password in the URL.
+    (entrypoint,) = re.findall(r"^ENTRYPOINT\s+(.+)$", dockerfile, re.M)
+    assert services["worker"]["healthcheck"]["test"][1:3] == json.loads(entrypoint)
     assert services["beat"]["command"][3] == "beat"
     env = services["app"]["environment"]
     assert {"DEMO_POSTGRES_DSN", "DEMO_REDIS_URL", "DEMO_BROKER_URL"} <= set(env)

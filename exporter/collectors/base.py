@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter import logs
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors")
@@ -260,6 +261,7 @@ class CollectorSet:
         self._runner: ParallelRunner[list[Metric]] = ParallelRunner("collector")
         self._flight: _Flight | None = None
         self._extras = list(extras)
+        self._failures = logs.RepeatedFailures(log)
 
     def collect(self, deadline: float) -> list[Metric]:
         """Collect once, or join the collection already in flight."""
@@ -319,18 +321,25 @@ class CollectorSet:
     def _record(self, name: str, outcome: Outcome[list[Metric]], ok: bool) -> None:
         """Log a failure and remember the run for the landing page."""
         state = self.state[name]
+        # Logged when the failure starts or changes kind, then once a minute with a count
+        # (logs.RepeatedFailures): a backend down for hours must not log every scrape.
+        key = f"collector={name}"
         if outcome.state == "busy":
-            log.warning('collector=%s msg="still running from an earlier scrape; not started '
-                        'again"', name)
+            self._failures.failed(key, "still running from an earlier scrape; not started "
+                                  "again", "deadline")
             state.last_error = "still running"
         elif outcome.state == "error":
             err = outcome.error
-            log.warning('collector=%s msg="collect failed" err="%s"', name, err,
-                        exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
+            assert err is not None
+            self._failures.failed(key, "collect failed", type(err).__name__,
+                                  'cause=%s err="%s"', logs.cause(err), err,
+                                  exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             state.last_error = type(err).__name__
         elif not ok:
-            log.warning('collector=%s msg="deadline exceeded"', name)
+            self._failures.failed(key, "deadline exceeded", "deadline")
             state.last_error = "deadline exceeded"
+        else:
+            self._failures.ok(key)
         state.last_duration = outcome.duration
         state.last_success = ok
         if ok:

@@ -870,11 +870,6 @@ def test_host_exporter_flags_are_real_settings(model: Model) -> None:
     args = [str(a) for a in model["services"]["stackmon-host"]["command"]]
     env = {k: str(v) for k, v in model["services"]["stackmon-host"]["environment"].items()}
     assert unknown_settings(env) == []
-    try:
-        cli.parse(["--path.procfs=/proc"], {})
-    except SystemExit:  # argparse: unrecognized argument
-        # --path.* comes with the host helper's branch (issue 13 item 2 / drop-in issue).
-        pytest.skip("the --path.* flags are not in this tree yet")
     cfg = cli.parse(args, env)
     assert cfg.web.listen_address.endswith(":9860")
     host = cfg.sections["host"]

@@ -82,14 +82,14 @@ def test_documented_permissions_run_every_part(broker: Broker) -> None:
     try:
         wait_for(lambda: exp.scrape().get("stackmon_celery_events_receiver_up") == 1,
                  timeout=60, what="the event receiver to consume")
-        s = wait_for(lambda: worker_up(exp, worker.hostname), timeout=90,
+        s = wait_for(lambda: worker_up(exp, worker.host), timeout=90,
                      what="worker heartbeats through the event receiver")
         s = wait_for(lambda: (lambda x: x if x.get(
             "stackmon_celery_inspect_last_success_timestamp_seconds") > 0 else None)(
             exp.scrape()), timeout=60, what="an inspect round answered")
         assert s.get("celery_broker_up") == 1
         assert s.has("celery_queue_length", queue_name="celery")
-        assert s.has("celery_worker_pool_info", hostname=worker.hostname)
+        assert s.has("celery_worker_pool_info", hostname=worker.host)
         logs = exp.logs()
         assert "ACCESS_REFUSED" not in logs and "failed" not in logs, logs
         node_log = broker.node.log()

@@ -3,6 +3,7 @@ of the core sections and every collector's section (``make docs``)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +18,10 @@ def configuration_md() -> str:
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else DEFAULT_PATH
+    parser = argparse.ArgumentParser(prog="python -m exporter.docs",
+                                     description="write docs/configuration.md from the schema")
+    parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
+    path: Path = parser.parse_args(argv).path
     path.write_text(configuration_md(), encoding="utf-8")
     print(f"wrote {path}")
     return 0

@@ -278,7 +278,8 @@ def state_bench(events: int) -> None:
     state = EventState(dataclasses.replace(CelerySettings(), broker_url="redis://x/0"))
     batch = []
     for i in range(events // EVENTS_PER_TASK):
-        uuid, name, worker = f"u{i}", f"bench.task{i % TASK_NAMES}", f"w{i % WORKERS}@b"
+        # One worker per host: hostname labels are hosts (celery-exporter), so 20 of them.
+        uuid, name, worker = f"u{i}", f"bench.task{i % TASK_NAMES}", f"w@host{i % WORKERS}"
         batch += [
             {"type": "task-sent", "uuid": uuid, "name": name, "queue": "celery",
              "timestamp": 1.0, "hostname": "client@b"},

@@ -810,7 +810,8 @@ CACHE = Dash(
                Q("redis_connected_slaves{}", "{{instance}}"), w=8),
             ts("Replica link", "On a replica: 1 while the link to the primary is up. "
                "RedisReplicaLinkDown fires (critical) when 0 for 2 m.", "none",
-               Q("redis_master_link_up{}", "{{instance}}"), steps=UP, max=1),
+               Q("redis_master_link_up{}", "{{instance}} → {{master_host}}:{{master_port}}"),
+               steps=UP, max=1),
             ts("Replica ack lag", "On a primary: seconds since each replica's last ack.",
                "s", Q("redis_connected_slave_lag_seconds{}",
                       "{{instance}} {{slave_ip}}:{{slave_port}}")),
@@ -821,8 +822,8 @@ CW = "job, instance"
 TASK = "job, instance, name"
 TQ = '{name=~"$task", queue_name=~"$queue_name"}'
 QN = '{queue_name=~"$queue_name"}'
-RUNTIME = "celery_task_runtime_seconds"
-QUEUE_WAIT = "celery_task_queue_wait_seconds"
+RUNTIME = "celery_task_runtime"
+QUEUE_WAIT = "celery_task_queue_wait_time"
 CELERY_VARS = [
     Var("queue_name", "queue_name",
         'celery_queue_length{job=~"$job", instance=~"$instance"}'),
@@ -890,16 +891,21 @@ CELERY = Dash(
                "(warning) above 100 while growing.", "short",
                Q(f"celery_queue_length{QN}", "{{instance}} {{queue_name}}"),
                steps=above(100), w=8),
-            ts("Pool size", "Pool processes (or threads) per worker "
+            ts("Consumers per queue", "Workers consuming each queue and their pool processes "
+               "(celery_active_worker_count, celery_active_process_count; inspect data).",
+               "short", Q(f"celery_active_worker_count{QN}", "{{instance}} {{queue_name}} workers"),
+               Q(f"celery_active_process_count{QN}", "{{instance}} {{queue_name}} processes"),
+               w=6),
+            ts("Pool size", "Pool processes (or threads) per worker host "
                "(celery_worker_pool_max_concurrency, from inspect stats).", "short",
-               Q("celery_worker_pool_max_concurrency{}", "{{instance}} {{hostname}}"), w=8),
-            ts("Pool use", "Tasks executing / pool size per worker: at 100 % new tasks wait "
-               "in the queue.", "percentunit",
+               Q("celery_worker_pool_max_concurrency{}", "{{instance}} {{hostname}}"), w=6),
+            ts("Pool use", "Tasks executing / pool size per worker host: at 100 % new tasks "
+               "wait in the queue.", "percentunit",
                Q("celery_worker_tasks_active{} / (celery_worker_pool_max_concurrency{} > 0)",
-                 "{{instance}} {{hostname}}"), max=1, w=8),
-            ts("Registered tasks", "Task types each worker has registered (inspect "
+                 "{{instance}} {{hostname}}"), max=1, w=6),
+            ts("Registered tasks", "Task types each worker host has registered (inspect "
                "registered).", "short",
-               Q("celery_worker_tasks_registered{}", "{{instance}} {{hostname}}"), w=8),
+               Q("celery_worker_tasks_registered{}", "{{instance}} {{hostname}}"), w=6),
         ]),
         ("Tasks", [
             ts("Task events", "Task events per second by state (sent, received, started, "
@@ -911,7 +917,8 @@ CELERY = Dash(
                  "{{instance}} {{name}} {{exception}}"), links=[TASK_LINK]),
             ts("Task runtime", "p50, p95 and p99 run time of succeeded tasks per task name "
                f"({RUNTIME}).", "s", *quantiles(RUNTIME, TASK, "{{instance}} {{name}}")),
-            ts("Queue wait", "p50, p95 and p99 time from sent to started per task name "
+            ts("Queue wait", "p50, p95 and p99 time from sent (or a later ETA) to started "
+               "per task name "
                f"({QUEUE_WAIT}).", "s", *quantiles(QUEUE_WAIT, TASK, "{{instance}} {{name}}")),
             ts("Revoked and rejected", "Tasks revoked (cancelled) and rejected by workers "
                "per second.", "ops",
@@ -976,7 +983,8 @@ TASKS = Dash(
                 w=12),
             ts("Runtime", f"p50, p95 and p99 run time of succeeded tasks ({RUNTIME}).", "s",
                *quantiles(RUNTIME, TASK, "{{instance}} {{name}}")),
-            ts("Queue wait", f"p50, p95 and p99 time from sent to started ({QUEUE_WAIT}).",
+            ts("Queue wait", "p50, p95 and p99 time from sent (or a later ETA) to started "
+               f"({QUEUE_WAIT}).",
                "s", *quantiles(QUEUE_WAIT, TASK, "{{instance}} {{name}}")),
         ]),
     ], extra_vars=CELERY_VARS)

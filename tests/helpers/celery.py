@@ -34,8 +34,13 @@ class Worker:
     """A ``celery worker`` subprocess of tests/celery_test_app.py."""
 
     proc: subprocess.Popen[bytes]
-    hostname: str
+    hostname: str  # the node name, "stackmon-test@w-1a2b3c4d"
     log_path: Path
+
+    @property
+    def host(self) -> str:
+        """The worker's hostname label (celery-exporter's: the part after the "@")."""
+        return self.hostname.partition("@")[2]
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -58,7 +63,9 @@ class Worker:
 def start_worker(broker: str, queues: str = "celery", concurrency: int = 2,
                  pool: str = "threads", events: bool = True) -> Worker:
     """Start a worker with task events on (-E) unless ``events`` is False."""
-    hostname = f"stackmon-test-{uuid.uuid4().hex[:8]}@localhost"
+    # A host part of its own, since worker series are labelled by it (several workers on
+    # one host add up).
+    hostname = f"stackmon-test@w-{uuid.uuid4().hex[:8]}"
     log_fd, log_name = tempfile.mkstemp(prefix="celery-worker-", suffix=".log")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
     env["CELERY_TEST_BROKER"] = broker
@@ -174,17 +181,25 @@ def value(s: Samples, metric: str, labels: dict[str, str] | None = None,
     return found[0]
 
 
+def total(s: Samples, metric: str, labels: dict[str, str] | None = None,
+          **more: str) -> float:
+    """The sum of the samples matching the labels given (e.g. over hostname, exception)."""
+    want = {**(labels or {}), **more}
+    return sum(v for lbl, v in s.samples.get(metric, [])
+               if all(lbl.get(k) == w for k, w in want.items()))
+
+
 def present(s: Samples, metric: str, labels: dict[str, str]) -> bool:
     return any(all(lbl.get(k) == w for k, w in labels.items())
                for lbl, _ in s.samples.get(metric, []))
 
 
 def documented_names() -> set[str]:
-    """Metric names in the first column of the README's Celery metrics table."""
+    """Metric names in the first column of docs/celery.md's metrics table."""
     return {n for n in table_names("celery") if n.startswith(("celery_", "stackmon_celery_"))}
 
 
-RABBITMQ_ONLY = {"celery_queue_active_consumers"}
+RABBITMQ_ONLY = {"celery_active_consumer_count"}
 
 
 def check_docs(s: Samples) -> None:
@@ -192,7 +207,7 @@ def check_docs(s: Samples) -> None:
     emitted = {name + ("_total" if kind == "counter" else "") for name, kind in s.types.items()
                if name.startswith(("celery_", "stackmon_celery_"))}
     documented = documented_names()
-    assert emitted - documented == set(), "emitted but not in the README metrics reference"
+    assert emitted - documented == set(), "emitted but not in docs/celery.md"
     assert documented - emitted - RABBITMQ_ONLY == set(), "documented but not emitted"
 
 

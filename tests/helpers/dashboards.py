@@ -66,7 +66,7 @@ def lint_expr(expr: str) -> list[str]:
     if not names:
         problems.append("no metric selected")
     for name in sorted(names - documented_metrics() - APP_METRICS):
-        problems.append(f"{name}: not in README's metrics reference")
+        problems.append(f"{name}: not in the metrics reference (docs/)")
 
     def matchers(name: str) -> tuple[str, ...]:
         return APP_MATCHERS if name.startswith(APP_PREFIX) else SCOPE_MATCHERS

@@ -252,7 +252,7 @@ def test_docs_list_every_emitted_family(exporter: Exporter) -> None:
     s = exporter.scrape()
     emitted = {n for n in s.samples if n.startswith("pg_")}
     missing = emitted - documented_names()
-    assert not missing, f"README metrics reference lacks {sorted(missing)}"
+    assert not missing, f"docs/postgres.md metrics table lacks {sorted(missing)}"
 
 
 def test_a_part_the_server_lacks_leaves_the_others(
@@ -269,9 +269,9 @@ def test_a_part_the_server_lacks_leaves_the_others(
 
     real = pgmod.build_parts
 
-    def with_bad_part(*args: Any, **kw: Any) -> list[pgmod.Part]:
+    def with_bad_part(*args: Any, **kw: Any) -> list[pgmod.PreparedQuery]:
         return [*real(*args, **kw),
-                pgmod.Part("missing", "SELECT no_such_column FROM pg_stat_database")]
+                pgmod.PreparedQuery("missing", "SELECT no_such_column FROM pg_stat_database")]
     monkeypatch.setattr(pgmod, "build_parts", with_bad_part)
     collector = pgmod.PostgresCollector(PostgresSettings(), TEST_DSN)
     try:

@@ -207,7 +207,7 @@ def test_lint_panel_finds_a_broken_panel(change: Any, problem: str) -> None:
     ('rate(node_load1{job=~"$job", instance=~"$instance"}[5m])', "range [5m]"),
     ('django_http_requests_latency_seconds_by_view_method_count{job=~"$job", '
      'instance=~"$instance"}', "lacks job=~\"$app_job\""),
-    ('not_a_metric{job=~"$job", instance=~"$instance"}', "not in README"),
+    ('not_a_metric{job=~"$job", instance=~"$instance"}', "not in the metrics reference"),
     ("time()", "no metric"),
 ])
 def test_lint_expr_finds_a_broken_query(expr: str, problem: str) -> None:

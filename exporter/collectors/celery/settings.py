@@ -16,8 +16,12 @@ from exporter.secrets import read_secret_file
 from exporter.settings import SettingError, setting
 
 CELERY_BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
-CELERY_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                          60.0, 300.0, 600.0, 1800.0)
+# celery-exporter's defaults: prometheus_client's Histogram.DEFAULT_BUCKETS for the run
+# time, and its own 50 ms - 30 min range for the queue wait (a backlog lasts minutes).
+CELERY_RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                          7.5, 10.0)
+CELERY_QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                             600.0, 1800.0)
 
 
 def _check_bucket(value: str) -> str | None:
@@ -53,8 +57,8 @@ class CelerySettings:
         500, "distinct task names tracked; the rest are counted under name=\"__other__\"",
         min=1, max=100000)
     max_workers: int = setting(
-        500, "distinct worker hostnames tracked; further workers get no worker series and "
-        "hostname=\"__other__\" in task series", min=1, max=100000)
+        500, "distinct workers (node names) tracked; further workers get no worker series",
+        min=1, max=100000)
     max_queue_names: int = setting(
         100, "distinct queue names in task series; the rest become \"__other__\"",
         min=1, max=10000)
@@ -62,13 +66,20 @@ class CelerySettings:
         100000, "in-flight task ids remembered to label later events (oldest dropped first)",
         min=100, max=10000000)
     runtime_buckets: tuple[str, ...] = setting(
-        tuple(str(b) for b in CELERY_DEFAULT_BUCKETS),
-        "celery_task_runtime_seconds histogram buckets (seconds)", check=_check_bucket)
+        tuple(str(b) for b in CELERY_RUNTIME_BUCKETS),
+        "celery_task_runtime histogram buckets (seconds)", check=_check_bucket)
     queue_wait_buckets: tuple[str, ...] = setting(
-        tuple(str(b) for b in CELERY_DEFAULT_BUCKETS),
-        "celery_task_queue_wait_seconds histogram buckets (seconds)", check=_check_bucket)
+        tuple(str(b) for b in CELERY_QUEUE_WAIT_BUCKETS),
+        "celery_task_queue_wait_time histogram buckets (seconds)", check=_check_bucket)
     task_hostname_label: bool = setting(
-        False, "add a hostname label to the task counters (one series per worker)")
+        True, "the hostname label of the task series holds the sending or executing host; "
+        "false: hostname=\"generic\" in every task series (one series per task and queue)")
+    max_task_hostnames: int = setting(
+        200, "distinct hostname label values in the task series; the rest become "
+        "\"__other__\"", min=1, max=100000)
+    max_exception_names: int = setting(
+        100, "distinct exception class names in celery_task_failed_total; the rest "
+        "become \"__other__\"", min=1, max=100000)
     enable_events_at_start: bool = setting(
         False, "send the enable_events control command to the workers at start, "
         "after each reconnect and on every inspect refresh")

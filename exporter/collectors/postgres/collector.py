@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
+import selectors
 import socket
 import threading
 import time
@@ -38,6 +38,7 @@ from typing import Any
 
 import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from exporter.collectors.base import Collector, service_families
@@ -277,7 +278,7 @@ PART_FAILURE_CLASSES = ("42", "55", "0A")
 
 
 @dataclass(frozen=True)
-class Part:
+class PreparedQuery:
     """One prepared query of the per-scrape batch."""
 
     name: str
@@ -303,27 +304,27 @@ def database_columns(server_version: int) -> tuple[str, ...]:
 
 
 def build_parts(server_version: int, slow_threshold: float,
-                statements: tuple[str, str] | None, limit: int) -> list[Part]:
+                statements: tuple[str, str] | None, limit: int) -> list[PreparedQuery]:
     """The queries for one connection, chosen from the server version once."""
     columns = database_columns(server_version)
     parts = [
-        Part("server", SERVER_SQL),
-        Part("settings", SETTINGS_SQL),
-        Part("activity", ACTIVITY_SQL),
-        Part("slow", SLOW_SQL.format(threshold=repr(float(slow_threshold)))),
-        Part("sizes", SIZES_SQL),
-        Part("database", DATABASE_SQL.format(
+        PreparedQuery("server", SERVER_SQL),
+        PreparedQuery("settings", SETTINGS_SQL),
+        PreparedQuery("activity", ACTIVITY_SQL),
+        PreparedQuery("slow", SLOW_SQL.format(threshold=repr(float(slow_threshold)))),
+        PreparedQuery("sizes", SIZES_SQL),
+        PreparedQuery("database", DATABASE_SQL.format(
             columns=", ".join(f"s.{c}::float8" for c in columns))),
-        Part("locks", LOCKS_SQL),
-        Part("replication", REPLICATION_SQL),
-        Part("slots", SLOTS_SQL),
-        Part("bgwriter", bgwriter_sql(server_version)),
-        Part("tables", TABLES_SQL),
+        PreparedQuery("locks", LOCKS_SQL),
+        PreparedQuery("replication", REPLICATION_SQL),
+        PreparedQuery("slots", SLOTS_SQL),
+        PreparedQuery("bgwriter", bgwriter_sql(server_version)),
+        PreparedQuery("tables", TABLES_SQL),
     ]
     if statements is not None:
         schema, version = statements
         time_column = "total_exec_time" if _version_tuple(version) >= (1, 8) else "total_time"
-        parts.append(Part("statements", STATEMENTS_SQL.format(
+        parts.append(PreparedQuery("statements", STATEMENTS_SQL.format(
             schema=schema, time_column=time_column, limit=int(limit))))
     return parts
 
@@ -393,6 +394,55 @@ class _Watchdog:
                 pass
 
 
+class ConnectTimeout(ConnectionError, TimeoutError):
+    """Connecting did not finish before the deadline (logged as cause=timeout)."""
+
+
+def connect_before(conninfo: str, deadline: float) -> psycopg.Connection[Any]:
+    """``psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)`` that gives up
+    at ``deadline`` (time.monotonic()), to the millisecond.
+
+    libpq's ``connect_timeout`` counts whole seconds, at least 2, per host: with 1.5 s of
+    the scrape left it would wait 2 s and the collector would still be connecting at the
+    next scrape.  So the connection is polled here (libpq's documented non-blocking
+    connect) and dropped when the deadline passes.
+    """
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    try:
+        with selectors.DefaultSelector() as selector:
+            while True:
+                if pgconn.status == pq.ConnStatus.BAD:
+                    raise psycopg.OperationalError(f"connection is bad: {_pq_error(pgconn)}")
+                status = pgconn.connect_poll()
+                if status == pq.PollingStatus.OK:
+                    break
+                if status == pq.PollingStatus.FAILED:
+                    raise psycopg.OperationalError(f"connection failed: {_pq_error(pgconn)}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("connection timed out at the scrape deadline")
+                event = (selectors.EVENT_READ if status == pq.PollingStatus.READING
+                         else selectors.EVENT_WRITE)
+                # libpq may switch sockets between hosts: register the current one each time.
+                selector.register(pgconn.socket, event)
+                try:
+                    selector.select(left)
+                finally:
+                    selector.unregister(pgconn.socket)
+    except BaseException:
+        pgconn.finish()
+        raise
+    pgconn.nonblocking = 1  # what psycopg.connect leaves
+    conn: psycopg.Connection[Any] = psycopg.Connection(pgconn)
+    conn.autocommit = True
+    conn.prepare_threshold = None
+    return conn
+
+
+def _pq_error(pgconn: pq.abc.PGconn) -> str:
+    return pgconn.error_message.decode("utf-8", "replace").strip()
+
+
 class PostgresCollector(Collector):
     """One PostgreSQL server: connections, activity, sizes, locks, replication, bgwriter."""
 
@@ -407,7 +457,7 @@ class PostgresCollector(Collector):
         self.statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self.target = target
         self._conn: psycopg.Connection[Any] | None = None
-        self._parts: list[Part] = []
+        self._parts: list[PreparedQuery] = []
         self._disabled: set[str] = set()  # parts this role/server cannot run
         self._logged: set[str] = set()  # "log once" keys
         self._version = 0
@@ -428,26 +478,29 @@ class PostgresCollector(Collector):
                 params["password"] = read_secret_file(self.password_file, "password_file")
             except SettingError as err:
                 raise ConnectionError(f"password_file: {err.message}") from None
-        remaining = max(0.0, deadline - time.monotonic())
-        timeout = max(MIN_CONNECT_TIMEOUT,
-                      math.ceil(min(self.settings.connect_timeout_seconds, remaining)))
+        # connect_before() enforces the time limit (libpq's counts whole seconds, >= 2):
+        # this one only stops a connection left to libpq from waiting forever.
         options = str(params.get("options") or "")
         params.update(
             application_name=APPLICATION_NAME,
-            connect_timeout=str(timeout),
+            connect_timeout=str(max(MIN_CONNECT_TIMEOUT, self.settings.connect_timeout_seconds)),
             options=f"{options} -c statement_timeout={self.statement_timeout_ms}".strip(),
         )
         if dbname is not None:
             params["dbname"] = dbname
         return make_conninfo("", **params)
 
+    def _connect_deadline(self, deadline: float) -> float:
+        """The scrape deadline, or sooner when ``connect_timeout_seconds`` says so."""
+        return min(deadline, time.monotonic() + self.settings.connect_timeout_seconds)
+
     def _connect(self, deadline: float) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(self._conninfo(deadline), autocommit=True,
-                                   prepare_threshold=None)
-        except psycopg.OperationalError as err:
+            conn = connect_before(self._conninfo(deadline), self._connect_deadline(deadline))
+        except (psycopg.OperationalError, TimeoutError) as err:
             # Name the target: every /probe target's collector is called "postgres".
-            raise ConnectionError(f"target {self.target}: {err}") from None
+            kind = ConnectTimeout if isinstance(err, TimeoutError) else ConnectionError
+            raise kind(f"target {self.target}: {err}") from None
         try:
             self._version = conn.info.server_version
             statements = None
@@ -473,7 +526,8 @@ class PostgresCollector(Collector):
                  conn.info.parameter_status("server_version"))
         return conn
 
-    def _prepare(self, conn: psycopg.Connection[Any], parts: list[Part]) -> list[Part]:
+    def _prepare(self, conn: psycopg.Connection[Any], parts: list[PreparedQuery]
+                 ) -> list[PreparedQuery]:
         """PREPARE every part in one message; on failure, one by one, keeping the good ones."""
         try:
             conn.execute(";".join(f"PREPARE {PREPARED_PREFIX}{p.name} AS {p.sql}"
@@ -496,7 +550,7 @@ class PostgresCollector(Collector):
                 self._part_failed(part, err)
         return good
 
-    def _part_failed(self, part: Part, err: BaseException) -> None:
+    def _part_failed(self, part: PreparedQuery, err: BaseException) -> None:
         self._disabled.add(part.name)
         state = str(getattr(err, "sqlstate", "") or type(err).__name__)
         hint = ("grant pg_monitor to the role" if state == "42501"
@@ -577,7 +631,7 @@ class PostgresCollector(Collector):
             results["sizes"] = self._sizes[1]
         return results
 
-    def _run_parts(self, conn: psycopg.Connection[Any], parts: list[Part], deadline: float
+    def _run_parts(self, conn: psycopg.Connection[Any], parts: list[PreparedQuery], deadline: float
                    ) -> dict[str, list[tuple[Any, ...]]]:
         with _Watchdog(conn.pgconn.socket, deadline) as dog:
             try:
@@ -599,7 +653,7 @@ class PostgresCollector(Collector):
             return results
 
     @staticmethod
-    def _execute(conn: psycopg.Connection[Any], parts: Sequence[Part]
+    def _execute(conn: psycopg.Connection[Any], parts: Sequence[PreparedQuery]
                  ) -> dict[str, list[tuple[Any, ...]]]:
         """All parts in one simple-query message: one round trip, one transaction."""
         results: dict[str, list[tuple[Any, ...]]] = {}
@@ -632,8 +686,8 @@ class PostgresCollector(Collector):
             if time.monotonic() >= deadline:
                 break
             try:
-                with psycopg.connect(self._conninfo(deadline, dbname), autocommit=True,
-                                     prepare_threshold=None) as conn, \
+                with connect_before(self._conninfo(deadline, dbname),
+                                    self._connect_deadline(deadline)) as conn, \
                         _Watchdog(conn.pgconn.socket, deadline):
                     row = conn.execute(TABLES_SQL).fetchone()
                 if row is not None:

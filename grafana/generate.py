@@ -353,8 +353,15 @@ def increase(metric: str, by: str, selector: str = "{}", window: str = RANGE) ->
 
 
 def ratio(part: str, whole: str) -> str:
-    """``part / whole``, 0 (not NaN) where ``whole`` is 0: an idle window shows 0 %."""
-    return f"{part} / clamp_min({whole}, 1e-9)"
+    """``part / whole``, 0 (not NaN) where ``whole`` is 0: an idle window shows 0 %; and
+    0 (not "No data") where ``part`` has no series yet (no 5xx, no failure so far)."""
+    return f"({part} or {whole} * 0) / clamp_min({whole}, 1e-9)"
+
+
+def failure_ratio(failed: str, succeeded: str) -> str:
+    """failed / (failed + succeeded) per series, where either side may have no series
+    yet (a task that never failed, or never succeeded): the missing side counts 0."""
+    return ratio(failed, f"(({failed} or {succeeded} * 0) + ({succeeded} or {failed} * 0))")
 
 
 CPUS = 'count by (job, instance) (node_cpu_seconds_total{mode="idle"})'
@@ -572,7 +579,8 @@ OVERVIEW = Dash(
                Q(rate("django_http_requests_latency_seconds_by_view_method_count", APP),
                  "{{instance}} {{view}}"), w=8),
             ts("5xx ratio", "Responses with a 5xx status / all responses per view "
-               "(django_http_responses_total_by_status_view_method); 0 when idle.",
+               "(django_http_responses_total_by_status_view_method); 0 when idle or "
+               "without errors.",
                "percentunit",
                Q(ratio(rate("django_http_responses_total_by_status_view_method_total", APP,
                             '{status=~"5.."}'),
@@ -846,9 +854,8 @@ def quantiles(histogram: str, by: str, legend: str) -> list[Q]:
             for q in (0.5, 0.95, 0.99)]
 
 
-FAILURE_RATIO = ratio(rate("celery_task_failed_total", TASK, TQ),
-                      f'({rate("celery_task_failed_total", TASK, TQ)} + '
-                      f'{rate("celery_task_succeeded_total", TASK, TQ)})')
+FAILURE_RATIO = failure_ratio(rate("celery_task_failed_total", TASK, TQ),
+                              rate("celery_task_succeeded_total", TASK, TQ))
 
 CELERY = Dash(
     "celery", "stackmon / Celery", "Celery brokers, workers and tasks watched by stackmon.",

@@ -55,8 +55,9 @@ if not Path("/sys/devices/system/cpu/cpu0/cpufreq").exists():
 DEMO_MISSING = ("the Django demo application (demo/, issue 12's alerting work) or its "
                 "'demo' extra (django-prometheus) is not installed here: nothing serves "
                 "the django_* metrics the API row reads")
-HAVE_DEMO = all(importlib.util.find_spec(m) is not None
-                for m in ("demo", "django", "django_prometheus"))
+# demo/ exists before the application does (compose files), so look for its manage.py.
+HAVE_DEMO = (REPO / "demo" / "manage.py").is_file() and all(
+    importlib.util.find_spec(m) is not None for m in ("django", "django_prometheus"))
 
 TARGETS = [(slug, p["title"], t["refId"], t["expr"])
            for slug, d in DASHBOARDS.items() for p in panels(d) for t in p["targets"]]

@@ -328,8 +328,8 @@ DATABASE = Dash(
         ("Status", [
             up("PostgreSQL up", "pg_up: 1 if the last scrape could connect and query. "
                "PostgresDown fires (critical) when 0 for 1 m.", Q("pg_up{}", "{{instance}}")),
-            st("Version", "Server version (pg_version_info).", "none",
-               Q("pg_version_info{}", "{{short_version}}"), text=True),
+            st("Version", "Server version (pg_static).", "none",
+               Q("pg_static{}", "{{short_version}}"), text=True),
             st("Role", "1 on a standby, 0 on a primary (pg_replication_is_replica).", "none",
                Q("pg_replication_is_replica{}", "{{instance}}"),
                mapping={"0": ("primary", GREEN), "1": ("standby", GREEN)}),
@@ -348,7 +348,7 @@ DATABASE = Dash(
                           "{{instance}} {{state}}"), stack=True, w=8),
             ts("Oldest transaction", "Age of the oldest open transaction per database. "
                "PostgresLongRunningTransaction fires (warning) above 1 h.", "s",
-               Q("max by (instance, datname) (pg_stat_activity_max_tx_duration_seconds{})",
+               Q("max by (instance, datname) (pg_stat_activity_max_tx_duration{})",
                  "{{instance}} {{datname}}"), steps=above(3600), w=8),
             ts("Slow queries", "Client statements running longer than the configured "
                "threshold. PostgresSlowQueries fires (warning) above 0 for 5 m.", "short",
@@ -356,44 +356,44 @@ DATABASE = Dash(
                  "{{instance}} {{datname}}"), steps=above(0.5), w=8),
             ts("Transactions", "Commits and rollbacks per second.", "ops",
                *rates("instance", "{{instance}}", {
-                   "pg_stat_database_xact_commit_total": "commits",
-                   "pg_stat_database_xact_rollback_total": "rollbacks",
+                   "pg_stat_database_xact_commit": "commits",
+                   "pg_stat_database_xact_rollback": "rollbacks",
                }), w=8),
             ts("Cache hit ratio", "Blocks found in shared buffers / blocks requested. "
                "PostgresCacheHitRatioLow fires (warning) below 90 % for 15 m.", "percentunit",
-               Q(f'{rate("pg_stat_database_blks_hit_total", "instance, datname")} / '
-                 f'({rate("pg_stat_database_blks_hit_total", "instance, datname")} + '
-                 f'{rate("pg_stat_database_blks_read_total", "instance, datname")})',
+               Q(f'{rate("pg_stat_database_blks_hit", "instance, datname")} / '
+                 f'({rate("pg_stat_database_blks_hit", "instance, datname")} + '
+                 f'{rate("pg_stat_database_blks_read", "instance, datname")})',
                  "{{instance}} {{datname}}"), steps=below_warning(0.9), max=1, w=8),
             ts("Rows", "Rows returned, fetched, inserted, updated and deleted per second.",
                "short",
                *rates("instance", "{{instance}}", {
-                   "pg_stat_database_tup_returned_total": "returned",
-                   "pg_stat_database_tup_fetched_total": "fetched",
-                   "pg_stat_database_tup_inserted_total": "inserted",
-                   "pg_stat_database_tup_updated_total": "updated",
-                   "pg_stat_database_tup_deleted_total": "deleted",
+                   "pg_stat_database_tup_returned": "returned",
+                   "pg_stat_database_tup_fetched": "fetched",
+                   "pg_stat_database_tup_inserted": "inserted",
+                   "pg_stat_database_tup_updated": "updated",
+                   "pg_stat_database_tup_deleted": "deleted",
                }), w=8),
         ]),
         ("Contention and storage", [
             ts("Deadlocks", "Deadlocks detected in the interval. PostgresDeadlocks fires "
                "(warning) on any increase over 5 m.", "short",
-               Q(f"sum by (instance, datname) (increase(pg_stat_database_deadlocks_total{{}}"
+               Q(f"sum by (instance, datname) (increase(pg_stat_database_deadlocks{{}}"
                  f"[{RI}]))", "{{instance}} {{datname}}"), steps=above(0.5), w=8),
             ts("Locks by mode", "Locks held or awaited per mode (pg_locks_count).", "short",
                Q("sum by (instance, mode) (pg_locks_count{})", "{{instance}} {{mode}}"),
                stack=True, w=8),
             ts("Temporary files", "Bytes per second written to temporary files (work_mem "
                "too small for sorts and hashes).", "Bps",
-               Q(rate("pg_stat_database_temp_bytes_total", "instance, datname"),
+               Q(rate("pg_stat_database_temp_bytes", "instance, datname"),
                  "{{instance}} {{datname}}"), w=8),
             ts("Database size", "Disk space used per database.", "bytes",
                Q("pg_database_size_bytes{}", "{{instance}} {{datname}}")),
             ts("Conflicts and fatal sessions", "Queries cancelled by recovery conflicts and "
                "sessions ended by fatal errors, per second.", "ops",
                *rates("instance", "{{instance}}", {
-                   "pg_stat_database_conflicts_total": "conflicts",
-                   "pg_stat_database_sessions_fatal_total": "fatal sessions",
+                   "pg_stat_database_conflicts": "conflicts",
+                   "pg_stat_database_sessions_fatal": "fatal sessions",
                })),
         ]),
         ("Replication and checkpoints", [
@@ -418,11 +418,13 @@ DATABASE = Dash(
                    "pg_stat_bgwriter_buffers_backend_total": "backend",
                })),
             ts("Checkpoint time", "Seconds per second spent writing and syncing "
-               "checkpoint files.", "percentunit",
-               *rates("instance", "{{instance}}", {
-                   "pg_stat_bgwriter_checkpoint_write_time_seconds_total": "write",
-                   "pg_stat_bgwriter_checkpoint_sync_time_seconds_total": "sync",
-               })),
+               "checkpoint files (postgres_exporter's counters are in milliseconds).",
+               "percentunit",
+               *[Q(f"{query.expr} / 1000", query.legend) for query in rates(
+                   "instance", "{{instance}}", {
+                       "pg_stat_bgwriter_checkpoint_write_time_total": "write",
+                       "pg_stat_bgwriter_checkpoint_sync_time_total": "sync",
+                   })]),
         ]),
     ])
 

@@ -24,9 +24,9 @@ from tests.helpers.prometheus import query
     'scrape_duration_seconds{job="stackmon"} < 1',
     'pg_up == 1',
     'sum by (instance) (pg_stat_activity_count) / on (instance) pg_settings_max_connections',
-    'sum by (datname) (rate(pg_stat_database_blks_hit_total[5s])) / sum by (datname) '
-    '(rate(pg_stat_database_blks_hit_total[5s]) + rate(pg_stat_database_blks_read_total[5s]))',
-    'rate(pg_stat_database_xact_commit_total[5s])',
+    'sum by (datname) (rate(pg_stat_database_blks_hit[5s])) / sum by (datname) '
+    '(rate(pg_stat_database_blks_hit[5s]) + rate(pg_stat_database_blks_read[5s]))',
+    'rate(pg_stat_database_xact_commit[5s])',
     'pg_database_size_bytes',
     'redis_up == 1',
     'redis_memory_used_bytes',

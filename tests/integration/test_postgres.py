@@ -81,7 +81,8 @@ def test_up_identity_and_settings(exporter: Exporter) -> None:
     assert s.get("pg_settings_shared_buffers_bytes") == shared_buffers
     assert s.get("pg_postmaster_start_time_seconds") == pytest.approx(float(start), abs=1e-3)
     short = f"{num // 10000}.{num % 10000}.0"
-    assert s.get("pg_version_info", version=version, short_version=short) == 1
+    assert s.get("pg_static", version=version, short_version=short,
+                 server=f"{PG_HOST}:{PG_PORT}") == 1
     assert s.get("stackmon_service_info", service="postgres", version=short,
                  role="primary") == 1
     assert s.get("pg_replication_is_replica") == 0
@@ -125,7 +126,7 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
         assert s.get("pg_stat_database_numbackends", datname=test_db) == 8
         assert s.get("pg_locks_count", datname=test_db, mode="sharerowexclusivelock") == 1
         assert s.get("pg_locks_count", datname=test_db, mode="accessexclusivelock") == 0
-        assert s.get("pg_stat_activity_max_tx_duration_seconds", datname=test_db,
+        assert s.get("pg_stat_activity_max_tx_duration", datname=test_db,
                      state="active") >= SLOW_THRESHOLD
         # The connected database's own query never counts as slow or as our lock.
         assert s.get("pg_stat_activity_slow_queries", datname="postgres") == 0
@@ -166,8 +167,8 @@ def test_commits_and_rollbacks_exact(exporter: Exporter, test_db: str) -> None:
     for _attempt in range(3):
         def agree() -> tuple[float, float] | None:
             s = exporter.scrape()
-            got = (s.get("pg_stat_database_xact_commit_total", datname=test_db),
-                   s.get("pg_stat_database_xact_rollback_total", datname=test_db))
+            got = (s.get("pg_stat_database_xact_commit", datname=test_db),
+                   s.get("pg_stat_database_xact_rollback", datname=test_db))
             if _backends(test_db):  # a session that is ending flushes its counters
                 return None
             return got if got == _xacts(test_db) else None
@@ -185,11 +186,11 @@ def test_commits_and_rollbacks_exact(exporter: Exporter, test_db: str) -> None:
 
         def flushed(r0: float = r0) -> Samples | None:
             s = exporter.scrape()
-            return s if s.get("pg_stat_database_xact_rollback_total",
+            return s if s.get("pg_stat_database_xact_rollback",
                               datname=test_db) >= r0 + 4 else None
         after = wait_for(flushed, timeout=15, what="the session's stats to be flushed")
-        commits = after.get("pg_stat_database_xact_commit_total", datname=test_db) - c0
-        rollbacks = after.get("pg_stat_database_xact_rollback_total", datname=test_db) - r0
+        commits = after.get("pg_stat_database_xact_commit", datname=test_db) - c0
+        rollbacks = after.get("pg_stat_database_xact_rollback", datname=test_db) - r0
         assert rollbacks == 4
         if commits == 9:  # 7 + the transaction each new session runs at start
             break

@@ -160,7 +160,7 @@ def test_role_without_pg_monitor_exports_what_it_can(exporter: Exporter) -> None
     for _ in range(3):
         s = probe(exporter, "limited")
         assert s.get("pg_up") == 1
-        assert s.has("pg_stat_database_xact_commit_total", datname="postgres")
+        assert s.has("pg_stat_database_xact_commit", datname="postgres")
         assert s.has("pg_stat_activity_count", datname="postgres", state="active")
         assert not s.has("pg_stat_replication_lag_bytes")  # view revoked
     logs = exporter.logs()

@@ -17,21 +17,29 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo
 
-# column -> help
-BGWRITER_COLUMNS: dict[str, str] = {
-    "checkpoints_timed": "Scheduled checkpoints that have been performed.",
-    "checkpoints_req": "Requested checkpoints that have been performed.",
-    "checkpoint_write_time": "Time spent writing checkpoint files to disk, in milliseconds.",
-    "checkpoint_sync_time": "Time spent syncing checkpoint files to disk, in milliseconds.",
-    "buffers_checkpoint": "Buffers written during checkpoints.",
-    "buffers_clean": "Buffers written by the background writer.",
-    "maxwritten_clean": "Times the background writer stopped a cleaning scan for writing "
-                        "too many buffers.",
-    "buffers_backend": "Buffers written directly by a backend (before PostgreSQL 17).",
-    "buffers_backend_fsync": "Times a backend had to execute its own fsync call "
-                             "(before PostgreSQL 17).",
-    "buffers_alloc": "Buffers allocated.",
-    "stats_reset": "Time at which these statistics were last reset.",
+# column -> (metric name, help); prometheus_client adds the _total postgres_exporter has
+BGWRITER_COLUMNS: dict[str, tuple[str, str]] = {
+    "checkpoints_timed": ("pg_stat_bgwriter_checkpoints_timed",
+        "Scheduled checkpoints that have been performed."),
+    "checkpoints_req": ("pg_stat_bgwriter_checkpoints_req",
+        "Requested checkpoints that have been performed."),
+    "checkpoint_write_time": ("pg_stat_bgwriter_checkpoint_write_time",
+        "Time spent writing checkpoint files to disk, in milliseconds."),
+    "checkpoint_sync_time": ("pg_stat_bgwriter_checkpoint_sync_time",
+        "Time spent syncing checkpoint files to disk, in milliseconds."),
+    "buffers_checkpoint": ("pg_stat_bgwriter_buffers_checkpoint",
+        "Buffers written during checkpoints."),
+    "buffers_clean": ("pg_stat_bgwriter_buffers_clean",
+        "Buffers written by the background writer."),
+    "maxwritten_clean": ("pg_stat_bgwriter_maxwritten_clean",
+        "Times the background writer stopped a cleaning scan for writing too many buffers."),
+    "buffers_backend": ("pg_stat_bgwriter_buffers_backend",
+        "Buffers written directly by a backend (before PostgreSQL 17)."),
+    "buffers_backend_fsync": ("pg_stat_bgwriter_buffers_backend_fsync",
+        "Times a backend had to execute its own fsync call (before PostgreSQL 17)."),
+    "buffers_alloc": ("pg_stat_bgwriter_buffers_alloc", "Buffers allocated."),
+    "stats_reset": ("pg_stat_bgwriter_stats_reset",
+        "Time at which these statistics were last reset."),
 }
 BGWRITER_SQL = "SELECT " + ", ".join(
     f"extract(epoch FROM {c})::float8" if c == "stats_reset" else f"{c}::float8"
@@ -58,11 +66,10 @@ def metrics(r: Results, server: ServerInfo) -> list[Metric]:
     rows = r.get("bgwriter", [])
     out: list[Metric] = []
     if rows:
-        for (column, help_text), value in zip(BGWRITER_COLUMNS.items(), rows[0], strict=True):
+        for (name, help_text), value in zip(BGWRITER_COLUMNS.values(), rows[0], strict=True):
             if value is None:
                 continue
-            family = CounterMetricFamily(f"pg_stat_bgwriter_{column}", help_text,
-                                         labels=["server"])
+            family = CounterMetricFamily(name, help_text, labels=["server"])
             family.add_metric([server.server], value)
             out.append(family)
     return out

@@ -28,31 +28,46 @@ from exporter.collectors.postgres.view import (
 )
 
 COUNTER, GAUGE, TIME = "counter", "gauge", "time"
-# column -> (type, help)
-USER_TABLE_COLUMNS: dict[str, tuple[str, str]] = {
-    "seq_scan": (COUNTER, "Sequential scans initiated on this table."),
-    "seq_tup_read": (COUNTER, "Live rows fetched by sequential scans."),
-    "idx_scan": (COUNTER, "Index scans initiated on this table."),
-    "idx_tup_fetch": (COUNTER, "Live rows fetched by index scans."),
-    "n_tup_ins": (COUNTER, "Rows inserted."),
-    "n_tup_upd": (COUNTER, "Rows updated."),
-    "n_tup_del": (COUNTER, "Rows deleted."),
-    "n_tup_hot_upd": (COUNTER, "Rows HOT updated (no separate index update required)."),
-    "n_live_tup": (GAUGE, "Estimated number of live rows."),
-    "n_dead_tup": (GAUGE, "Estimated number of dead rows."),
-    "n_mod_since_analyze": (GAUGE, "Estimated rows modified since the last analyze."),
-    "last_vacuum": (TIME, "Last manual vacuum, seconds since the epoch (0: never)."),
-    "last_autovacuum": (TIME, "Last autovacuum, seconds since the epoch (0: never)."),
-    "last_analyze": (TIME, "Last manual analyze, seconds since the epoch (0: never)."),
-    "last_autoanalyze": (TIME, "Last autoanalyze, seconds since the epoch (0: never)."),
-    "vacuum_count": (COUNTER, "Times this table has been manually vacuumed."),
-    "autovacuum_count": (COUNTER, "Times this table has been vacuumed by autovacuum."),
-    "analyze_count": (COUNTER, "Times this table has been manually analyzed."),
-    "autoanalyze_count": (COUNTER, "Times this table has been analyzed by autovacuum."),
+# column -> (metric name, type, help)
+USER_TABLE_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "seq_scan": ("pg_stat_user_tables_seq_scan", COUNTER,
+        "Sequential scans initiated on this table."),
+    "seq_tup_read": ("pg_stat_user_tables_seq_tup_read", COUNTER,
+        "Live rows fetched by sequential scans."),
+    "idx_scan": ("pg_stat_user_tables_idx_scan", COUNTER, "Index scans initiated on this table."),
+    "idx_tup_fetch": ("pg_stat_user_tables_idx_tup_fetch", COUNTER,
+        "Live rows fetched by index scans."),
+    "n_tup_ins": ("pg_stat_user_tables_n_tup_ins", COUNTER, "Rows inserted."),
+    "n_tup_upd": ("pg_stat_user_tables_n_tup_upd", COUNTER, "Rows updated."),
+    "n_tup_del": ("pg_stat_user_tables_n_tup_del", COUNTER, "Rows deleted."),
+    "n_tup_hot_upd": ("pg_stat_user_tables_n_tup_hot_upd", COUNTER,
+        "Rows HOT updated (no separate index update required)."),
+    "n_live_tup": ("pg_stat_user_tables_n_live_tup", GAUGE, "Estimated number of live rows."),
+    "n_dead_tup": ("pg_stat_user_tables_n_dead_tup", GAUGE, "Estimated number of dead rows."),
+    "n_mod_since_analyze": ("pg_stat_user_tables_n_mod_since_analyze", GAUGE,
+        "Estimated rows modified since the last analyze."),
+    "last_vacuum": ("pg_stat_user_tables_last_vacuum", TIME,
+        "Last manual vacuum, seconds since the epoch (0: never)."),
+    "last_autovacuum": ("pg_stat_user_tables_last_autovacuum", TIME,
+        "Last autovacuum, seconds since the epoch (0: never)."),
+    "last_analyze": ("pg_stat_user_tables_last_analyze", TIME,
+        "Last manual analyze, seconds since the epoch (0: never)."),
+    "last_autoanalyze": ("pg_stat_user_tables_last_autoanalyze", TIME,
+        "Last autoanalyze, seconds since the epoch (0: never)."),
+    "vacuum_count": ("pg_stat_user_tables_vacuum_count", COUNTER,
+        "Times this table has been manually vacuumed."),
+    "autovacuum_count": ("pg_stat_user_tables_autovacuum_count", COUNTER,
+        "Times this table has been vacuumed by autovacuum."),
+    "analyze_count": ("pg_stat_user_tables_analyze_count", COUNTER,
+        "Times this table has been manually analyzed."),
+    "autoanalyze_count": ("pg_stat_user_tables_autoanalyze_count", COUNTER,
+        "Times this table has been analyzed by autovacuum."),
 }
-SIZE_COLUMNS: dict[str, str] = {
-    "index_size_bytes": "Disk space used by the table's indexes.",
-    "table_size_bytes": "Disk space used by the table (with TOAST, without indexes).",
+# pg_indexes_size / pg_table_size, in this order after the columns
+SIZE_METRICS: dict[str, str] = {
+    "pg_stat_user_tables_index_size_bytes": "Disk space used by the table's indexes.",
+    "pg_stat_user_tables_table_size_bytes":
+        "Disk space used by the table (with TOAST, without indexes).",
 }
 
 # The largest tables are picked from pg_class first, so the statistics functions and the
@@ -75,7 +90,7 @@ def queries(server: ServerInfo) -> list[PreparedQuery]:
         return []
     columns = ", ".join(
         f"coalesce(extract(epoch FROM s.{c}), 0)::float8" if kind == TIME
-        else f"s.{c}::float8" for c, (kind, _) in USER_TABLE_COLUMNS.items())
+        else f"s.{c}::float8" for c, (_, kind, _) in USER_TABLE_COLUMNS.items())
     return [PreparedQuery("user_tables", USER_TABLES_SQL.format(limit=limit,
                                                                 columns=columns))]
 
@@ -85,15 +100,13 @@ def metrics(r: Results, server: ServerInfo) -> list[Metric]:
         return []
     labels = ["datname", "schemaname", "relname", "server"]
     families: list[Metric] = []
-    for column, (kind, help_text) in USER_TABLE_COLUMNS.items():
-        name = f"pg_stat_user_tables_{column}"
+    for name, kind, help_text in USER_TABLE_COLUMNS.values():
         if kind == COUNTER:
             families.append(bare_counter(name, help_text, labels))
         else:
             families.append(GaugeMetricFamily(name, help_text, labels=labels))
-    for column, help_text in SIZE_COLUMNS.items():
-        families.append(GaugeMetricFamily(f"pg_stat_user_tables_{column}", help_text,
-                                          labels=labels))
+    for name, help_text in SIZE_METRICS.items():
+        families.append(GaugeMetricFamily(name, help_text, labels=labels))
     for family in families:
         family._labelnames = tuple(labels)  # type: ignore[attr-defined]
     for row in r["user_tables"]:

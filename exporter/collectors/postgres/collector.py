@@ -207,9 +207,12 @@ class PostgresCollector(Collector):
             with _Watchdog(conn.pgconn.socket, deadline):
                 # pg_settings_statement_timeout_seconds must show the server's value for
                 # this role, not ours: read it before setting our own.
-                row = conn.execute(STATEMENT_TIMEOUT_SQL).fetchone()
+                # One message, one transaction: read, then set.
+                with conn.cursor() as cur:
+                    cur.execute(f"{STATEMENT_TIMEOUT_SQL}; "
+                                f"SET statement_timeout = {self.statement_timeout_ms}")
+                    row = cur.fetchone()
                 server_timeout = str(row[0]) if row else ""
-                conn.execute(f"SET statement_timeout = {self.statement_timeout_ms}")
                 if self.settings.stat_statements:
                     row = conn.execute(STATEMENTS_EXTENSION_SQL).fetchone()
                     if row is None:
@@ -412,7 +415,8 @@ class PostgresCollector(Collector):
         wanted = [d for d in self.settings.table_count_databases if d not in current]
         cap = self.settings.table_count_discover_max
         if cap:
-            names = sorted(str(r[0]) for r in results.get("database", []))
+            # pg_database's names, as the activity query lists them
+            names = sorted({str(r[0]) for r in results.get("activity", [])})
             discovered = [n for n in names if n not in ("template0", "template1")
                           and n not in current and n not in wanted]
             wanted += discovered[:max(0, cap - len(wanted))]

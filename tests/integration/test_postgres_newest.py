@@ -160,8 +160,14 @@ def test_pg_monitor_role_on_18(exporter: Exporter) -> None:
     assert 'target=monitor msg="cannot query' not in exporter.logs()
 
 
+# postgres_exporter's pg_settings_<name> of a 17+ setting whose name holds "summary";
+# not in promtool-allowlist.txt, whose entries must all be exported on the suite's 15.
+NEWER_SETTINGS = ("pg_settings_wal_summary_keep_time_seconds",)
+
+
 def test_promtool_on_18(exporter: Exporter) -> None:
     for path in ("/metrics", "/probe?target=standby"):
         status, _, body = exporter.get(path)
         assert status == 200
-        assert promtool_complaints(body.decode()) == []
+        complaints = promtool_complaints(body.decode())
+        assert [c for c in complaints if not c.startswith(NEWER_SETTINGS)] == []

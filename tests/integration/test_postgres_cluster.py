@@ -214,6 +214,21 @@ def test_database_sizes_refresh_at_most_every_interval(exporter: Exporter,
         primary.sql("DROP TABLE grow")
 
 
+def test_settings_follow_a_configuration_reload(exporter: Exporter, primary: Cluster) -> None:
+    """Settings are cached until pg_conf_load_time() moves: a reload must show at once."""
+    before = exporter.scrape().get("pg_settings_work_mem_bytes")
+    primary.sql("ALTER SYSTEM SET work_mem = '7MB'")
+    primary.sql("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: exporter.scrape().get("pg_settings_work_mem_bytes") == 7 * 2**20,
+                 timeout=20, what="the reloaded work_mem")
+    finally:
+        primary.sql("ALTER SYSTEM RESET work_mem")
+        primary.sql("SELECT pg_reload_conf()")
+    wait_for(lambda: exporter.scrape().get("pg_settings_work_mem_bytes") == before,
+             timeout=20, what="work_mem back to its value")
+
+
 def test_docs_match_a_full_scrape(exporter: Exporter, primary: Cluster) -> None:
     test_primary_sees_standby_and_slot(exporter, primary)  # lag columns filled
     primary.sql("CREATE TABLE IF NOT EXISTS stackmon_docs_t (id int)")  # pg_stat_user_tables

@@ -160,6 +160,9 @@ class PostgresCollector(Collector):
         self._last_error = 0.0  # pg_exporter_last_scrape_error
         self._last_duration = 0.0
         self._sizes: tuple[float, Rows] | None = None  # (when, rows)
+        # pg_settings rows and their families, read again only when the server reloads
+        # its configuration (pg_conf_load_time changes) or on a new connection.
+        self._settings: tuple[float, Rows, list[Metric]] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -228,6 +231,7 @@ class PostgresCollector(Collector):
                     statement_timeout=server_timeout)
                 parts = build_queries(self._server)
                 self._disabled = set()
+                self._settings = None
                 self._parts = self._prepare(conn, parts)
                 self._check_privileges(conn)
         except BaseException:
@@ -331,11 +335,15 @@ class PostgresCollector(Collector):
             results["tables"] = results.get("tables", []) + self._extra_tables(results, deadline)
             server_info = self._server
             failed = bool(self._disabled)
+            settings = self._settings
         assert server_info is not None
         self._last_duration = time.monotonic() - started
         out: list[Metric] = []
         for view in VIEWS:
-            out += view.metrics(results, server_info)
+            if view is pg_settings and settings is not None:
+                out += settings[2]  # built when the rows were read
+            else:
+                out += view.metrics(results, server_info)
         info = (SERVICE, short_version(server_info.version), server.role(results))
         return out + self._up_metrics(1.0, info) + self._exporter_metrics(error=failed)
 
@@ -361,18 +369,44 @@ class PostgresCollector(Collector):
 
     def _run_batch(self, conn: psycopg.Connection[Any], deadline: float
                    ) -> Results:
-        """Run the batch; sizes come from the last reading while it is fresh enough."""
+        """Run the batch; sizes and settings come from the last reading while still valid.
+
+        Sizes are re-read every database_size_refresh_seconds.  Settings change only when
+        the server reloads its configuration, which moves pg_conf_load_time() (in the
+        server query of every batch); then a second round trip re-reads them, once.
+        """
         now = time.monotonic()
         fresh = (self._sizes is not None
                  and now - self._sizes[0] < self.settings.database_size_refresh_seconds)
-        parts = [p for p in self._parts if p.name not in self._disabled
-                 and not (p.name == "sizes" and fresh)]
+        skip = {"sizes"} if fresh else set()
+        if self._settings is not None:
+            skip.add("settings")
+        parts = [p for p in self._parts if p.name not in self._disabled and p.name not in skip]
         results = self._run_parts(conn, parts, deadline)
         if "sizes" in results:
             self._sizes = (now, results["sizes"])
         elif self._sizes is not None and "sizes" not in self._disabled:
             results["sizes"] = self._sizes[1]
+        self._settings_from_cache(conn, results, deadline)
         return results
+
+    def _settings_from_cache(self, conn: psycopg.Connection[Any], results: Results,
+                             deadline: float) -> None:
+        server_rows = results.get("server")
+        if not server_rows:
+            self._settings = None
+            return
+        load_time = float(server_rows[0][server.CONF_LOAD_TIME])
+        if "settings" not in results and self._settings is not None:
+            if self._settings[0] == load_time:
+                results["settings"] = self._settings[1]
+                return
+            reread = [p for p in self._parts if p.name == "settings"]
+            results.update(self._run_parts(conn, reread, deadline))
+        if "settings" in results:
+            assert self._server is not None
+            families = pg_settings.metrics(results, self._server)
+            self._settings = (load_time, results["settings"], families)
 
     def _run_parts(self, conn: psycopg.Connection[Any], parts: list[PreparedQuery], deadline: float
                    ) -> Results:

@@ -28,8 +28,10 @@ SELECT pg_is_in_recovery() AS in_recovery,
        CASE WHEN NOT pg_is_in_recovery() THEN 0
             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))
-       END::float8 AS replica_lag
+       END::float8 AS replica_lag,
+       extract(epoch FROM pg_conf_load_time())::float8 AS conf_load_time
 """
+CONF_LOAD_TIME = 4  # column of SERVER_SQL: settings change only when this does
 
 
 def short_version(server_version: int) -> str:
@@ -57,7 +59,7 @@ def metrics(r: Results, server: ServerInfo) -> list[Metric]:
     version_text = ""
     out: list[Metric] = []
     if rows:
-        in_recovery, start_time, version_text, replica_lag = rows[0]
+        in_recovery, start_time, version_text, replica_lag, _ = rows[0]
         out += [
             gauge("pg_postmaster_start_time_seconds",
                   "Time the postmaster started, seconds since the epoch.", start_time),

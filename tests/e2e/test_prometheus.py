@@ -34,7 +34,7 @@ from tests.helpers.prometheus import query
     'sum by (instance) (pg_settings_max_connections) '
     '- sum by (instance) (pg_settings_superuser_reserved_connections)',
     'rate(pg_stat_bgwriter_checkpoints_timed_total[5s]) >= 0',
-    'pg_locks_count / on (instance) group_left '
+    'pg_locks_count / on (instance) group_left() '
     '(pg_settings_max_locks_per_transaction * pg_settings_max_connections)',
     'redis_up == 1',
     'redis_memory_used_bytes',

@@ -70,8 +70,10 @@ SIZE_METRICS: dict[str, str] = {
         "Disk space used by the table (with TOAST, without indexes).",
 }
 
-# The largest tables are picked from pg_class first, so the statistics functions and the
-# size lookups (a stat per file) run only for the exported rows.
+# The largest tables are picked from pg_class first; then the view is read for each of
+# them alone (LATERAL ... OFFSET 0 keeps the planner from joining the whole view, whose
+# GROUP BY would otherwise compute the statistics of every table), so statistics and
+# sizes (a stat per file) are computed only for the exported rows.
 USER_TABLES_SQL = """
 WITH largest AS (
   SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -80,7 +82,8 @@ WITH largest AS (
   ORDER BY c.relpages DESC, c.oid LIMIT {limit})
 SELECT current_database(), s.schemaname, s.relname, {columns},
        pg_indexes_size(s.relid)::float8, pg_table_size(s.relid)::float8
-FROM pg_stat_user_tables s JOIN largest l ON l.oid = s.relid
+FROM largest l
+CROSS JOIN LATERAL (SELECT * FROM pg_stat_user_tables u WHERE u.relid = l.oid OFFSET 0) s
 """
 
 

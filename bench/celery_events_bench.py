@@ -273,12 +273,13 @@ def state_bench(events: int) -> None:
 
     sys.path.insert(0, str(REPO))
     from exporter.collectors.celery.events import EventState
-    from exporter.config import CelerySettings
+    from exporter.collectors.celery.settings import CelerySettings
 
     state = EventState(dataclasses.replace(CelerySettings(), broker_url="redis://x/0"))
     batch = []
     for i in range(events // EVENTS_PER_TASK):
-        uuid, name, worker = f"u{i}", f"bench.task{i % TASK_NAMES}", f"w{i % WORKERS}@b"
+        # One worker per host: hostname labels are hosts (celery-exporter), so 20 of them.
+        uuid, name, worker = f"u{i}", f"bench.task{i % TASK_NAMES}", f"w@host{i % WORKERS}"
         batch += [
             {"type": "task-sent", "uuid": uuid, "name": name, "queue": "celery",
              "timestamp": 1.0, "hostname": "client@b"},

@@ -17,7 +17,7 @@ import time
 import psycopg
 
 from exporter import cli
-from exporter.collectors.postgres.collector import PostgresCollector
+from exporter.collectors.postgres.collector import PostgresCollector, build
 from exporter.http.exposition import render_text
 
 SCRAPES = 30
@@ -33,7 +33,8 @@ def backend_cpu_seconds(pid: int) -> float:
 def measure(dsn: str, limit: str) -> str:
     cfg = cli.parse([], {"STACKMON_POSTGRES_DSN": dsn,
                          "STACKMON_POSTGRES_USER_TABLES_LIMIT": limit})
-    collector = PostgresCollector.from_config(cfg)
+    (collector,) = build(cfg.postgres, cfg.scrape)
+    assert isinstance(collector, PostgresCollector)
     try:
         collector.collect(time.monotonic() + 30)  # connect, prepare, first sizes
         with psycopg.connect(dsn, autocommit=True) as admin:

@@ -494,7 +494,8 @@ CACHE = Dash(
                Q("redis_connected_slaves{}", "{{instance}}"), w=8),
             ts("Replica link", "On a replica: 1 while the link to the primary is up. "
                "RedisReplicaLinkDown fires (critical) when 0 for 2 m.", "none",
-               Q("redis_master_link_up{}", "{{instance}}"), steps=UP, max=1),
+               Q("redis_master_link_up{}", "{{instance}} → {{master_host}}:{{master_port}}"),
+               steps=UP, max=1),
             ts("Replica ack lag", "On a primary: seconds since each replica's last ack.",
                "s", Q("redis_connected_slave_lag_seconds{}",
                       "{{instance}} {{slave_ip}}:{{slave_port}}")),
@@ -532,15 +533,19 @@ CELERY = Dash(
             ts("Worker up", "celery_worker_up per worker. CeleryWorkerDown fires (warning) "
                "when 0 for 5 m.", "none",
                Q("celery_worker_up{}", "{{hostname}}"), steps=[(None, ORANGE), (1, GREEN)],
-               max=1, w=8),
+               max=1, w=6),
             ts("Tasks per worker", "Tasks executing (active), prefetched (reserved) and held "
                "with an ETA (scheduled) per worker.", "short",
                Q("celery_worker_tasks_active{}", "{{hostname}} active"),
                Q("celery_worker_tasks_reserved{}", "{{hostname}} reserved"),
-               Q("celery_worker_tasks_scheduled{}", "{{hostname}} scheduled"), w=8),
+               Q("celery_worker_tasks_scheduled{}", "{{hostname}} scheduled"), w=6),
             ts("Queue length", "Messages waiting per queue. CeleryQueueBacklogGrowing fires "
                "(warning) above 100 while growing.", "short",
-               Q("celery_queue_length{}", "{{queue_name}}"), steps=above(100), w=8),
+               Q("celery_queue_length{}", "{{queue_name}}"), steps=above(100), w=6),
+            ts("Consumers per queue", "Workers consuming each queue and their pool processes "
+               "(celery_active_worker_count, celery_active_process_count; inspect data).",
+               "short", Q("celery_active_worker_count{}", "{{queue_name}} workers"),
+               Q("celery_active_process_count{}", "{{queue_name}} processes"), w=6),
         ]),
         ("Tasks", [
             ts("Task events", "Task events per second by state.", "ops",
@@ -552,19 +557,21 @@ CELERY = Dash(
                    "celery_task_failed_total": "failed",
                    "celery_task_retried_total": "retried",
                })),
-            ts("Failures by task", "Failed tasks per second by task name.", "ops",
-               Q(rate("celery_task_failed_total", "name"), "{{name}}")),
+            ts("Failures by task", "Failed tasks per second by task name and exception "
+               "class.", "ops",
+               Q(rate("celery_task_failed_total", "name, exception"),
+                 "{{name}} {{exception}}")),
             ts("Task runtime", "p50 and p95 run time of succeeded tasks per task name "
-               "(celery_task_runtime_seconds).", "s",
-               Q(quantile(0.5, "celery_task_runtime_seconds_bucket", "name"),
+               "(celery_task_runtime).", "s",
+               Q(quantile(0.5, "celery_task_runtime_bucket", "name"),
                  "{{name}} p50"),
-               Q(quantile(0.95, "celery_task_runtime_seconds_bucket", "name"),
+               Q(quantile(0.95, "celery_task_runtime_bucket", "name"),
                  "{{name}} p95")),
-            ts("Queue wait", "p50 and p95 time from sent to started per queue "
-               "(celery_task_queue_wait_seconds).", "s",
-               Q(quantile(0.5, "celery_task_queue_wait_seconds_bucket", "queue_name"),
+            ts("Queue wait", "p50 and p95 time from sent (or a later ETA) to started per "
+               "queue (celery_task_queue_wait_time).", "s",
+               Q(quantile(0.5, "celery_task_queue_wait_time_bucket", "queue_name"),
                  "{{queue_name}} p50"),
-               Q(quantile(0.95, "celery_task_queue_wait_seconds_bucket", "queue_name"),
+               Q(quantile(0.95, "celery_task_queue_wait_time_bucket", "queue_name"),
                  "{{queue_name}} p95")),
             ts("Events consumed", "Celery events consumed per second and receiver restarts.",
                "ops",

@@ -33,9 +33,9 @@ from prometheus_client.exposition import choose_encoder, generate_latest
 
 from exporter import __version__
 from exporter.collectors.base import CollectorSet
-from exporter.config import ConfigError, parse_listen_address
 from exporter.http.exposition import render_text
 from exporter.http.webconfig import WebConfig
+from exporter.settings import ConfigError, parse_listen_address
 
 log = logging.getLogger("stackmon.server")
 

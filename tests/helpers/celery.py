@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import backends
 from tests.helpers.docs import table_names
 from tests.helpers.exporter import REPO, Exporter, Samples, free_port, start_exporter, wait_for
 
-REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("REDIS_PORT", "6379"))
-# The shared Redis DB the Celery tests use (flushed before and after).
-CELERY_REDIS_DB = int(os.environ.get("STACKMON_TEST_CELERY_REDIS_DB", "12"))
-RABBITMQ_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
-RABBITMQ_PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
+# The session's private Redis and RabbitMQ (tests/helpers/backends.py).
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = backends.REDIS_PORT
+# The private Redis's DB the Celery tests use (flushed before and after).
+CELERY_REDIS_DB = 12
+RABBITMQ_HOST = "127.0.0.1"
+RABBITMQ_PORT = backends.AMQP_PORT
 
 
 @dataclass
@@ -32,8 +34,13 @@ class Worker:
     """A ``celery worker`` subprocess of tests/celery_test_app.py."""
 
     proc: subprocess.Popen[bytes]
-    hostname: str
+    hostname: str  # the node name, "stackmon-test@w-1a2b3c4d"
     log_path: Path
+
+    @property
+    def host(self) -> str:
+        """The worker's hostname label (celery-exporter's: the part after the "@")."""
+        return self.hostname.partition("@")[2]
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -56,7 +63,9 @@ class Worker:
 def start_worker(broker: str, queues: str = "celery", concurrency: int = 2,
                  pool: str = "threads", events: bool = True) -> Worker:
     """Start a worker with task events on (-E) unless ``events`` is False."""
-    hostname = f"stackmon-test-{uuid.uuid4().hex[:8]}@localhost"
+    # A host part of its own, since worker series are labelled by it (several workers on
+    # one host add up).
+    hostname = f"stackmon-test@w-{uuid.uuid4().hex[:8]}"
     log_fd, log_name = tempfile.mkstemp(prefix="celery-worker-", suffix=".log")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
     env["CELERY_TEST_BROKER"] = broker
@@ -133,12 +142,13 @@ def own_redis(password: str = "") -> Iterator[RedisServer]:
 
 
 def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+    """``rabbitmqctl`` against the session's private RabbitMQ node (started if needed)."""
+    backends.rabbitmq().ctl(*args)
 
 
 @contextmanager
 def rabbit_vhost() -> Iterator[str]:
-    """A vhost of our own on the shared RabbitMQ (guest has all permissions); deleted after."""
+    """A vhost of our own on the private RabbitMQ (guest has all permissions); deleted after."""
     vhost = f"stackmon-celery-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", vhost)
     try:
@@ -171,6 +181,14 @@ def value(s: Samples, metric: str, labels: dict[str, str] | None = None,
     return found[0]
 
 
+def total(s: Samples, metric: str, labels: dict[str, str] | None = None,
+          **more: str) -> float:
+    """The sum of the samples matching the labels given (e.g. over hostname, exception)."""
+    want = {**(labels or {}), **more}
+    return sum(v for lbl, v in s.samples.get(metric, [])
+               if all(lbl.get(k) == w for k, w in want.items()))
+
+
 def present(s: Samples, metric: str, labels: dict[str, str]) -> bool:
     return any(all(lbl.get(k) == w for k, w in labels.items())
                for lbl, _ in s.samples.get(metric, []))
@@ -181,7 +199,7 @@ def documented_names() -> set[str]:
     return {n for n in table_names("celery") if n.startswith(("celery_", "stackmon_celery_"))}
 
 
-RABBITMQ_ONLY = {"celery_queue_active_consumers"}
+RABBITMQ_ONLY = {"celery_active_consumer_count"}
 
 
 def check_docs(s: Samples) -> None:

@@ -111,7 +111,7 @@ def test_metric_name_parser() -> None:
     assert metric_names(expr) == {"foo_total", "bar_bytes", "baz"}
     assert "redis_up" in documented_metrics()
     assert "node_memory_MemAvailable_bytes" in documented_metrics()
-    assert "celery_task_runtime_seconds_bucket" in documented_metrics()
+    assert "celery_task_runtime_bucket" in documented_metrics()
     assert "not_a_metric" not in documented_metrics()
 
 

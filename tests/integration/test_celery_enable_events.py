@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.celery import RedisServer, client_app, own_redis, start_worker, value
+from tests.helpers.celery import RedisServer, client_app, own_redis, start_worker, total
 from tests.helpers.exporter import Exporter, start_exporter, wait_for
 
 
@@ -35,14 +35,14 @@ def test_events_enabled_on_a_worker_started_without_them(exporter: Exporter,
     try:
         # Seen by inspect first (no task events yet), then enable_events reaches it.
         wait_for(lambda: exporter.scrape().has("celery_worker_pool_info",
-                                               hostname=worker.hostname),
+                                               hostname=worker.host),
                  timeout=40, what="the worker in the inspect replies")
         app = client_app(redis_server.url())
 
         def counted() -> bool:
             app.send_task("stackmon.ok", args=(1,), queue="celery")
             s = exporter.scrape()
-            return value(s, "celery_task_succeeded_total", name="stackmon.ok",
+            return total(s, "celery_task_succeeded_total", name="stackmon.ok",
                          queue_name="celery") >= 1
         # A task sent before the worker enabled its events is not counted: keep sending
         # (bounded) until one is.

@@ -19,6 +19,7 @@ from tests.helpers.celery import (
     present,
     receiving_exporter,
     start_worker,
+    total,
     value,
 )
 from tests.helpers.exporter import Exporter, Samples, wait_for
@@ -28,7 +29,7 @@ LOAD_TASKS = 20_000
 
 
 def succeeded(s: Samples, name: str = "stackmon.ok") -> float:
-    return value(s, "celery_task_succeeded_total", name=name, queue_name="celery")
+    return total(s, "celery_task_succeeded_total", name=name, queue_name="celery")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def exporter(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 def worker(redis_server: RedisServer, exporter: Exporter) -> Iterator[Worker]:
     w = start_worker(redis_server.url(), concurrency=2)
     try:
-        wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=w.hostname) == 1,
+        wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=w.host) == 1,
                  timeout=40, what="worker-online event")
         yield w
     finally:
@@ -104,7 +105,7 @@ def test_receiver_resumes_after_broker_restart(exporter: Exporter, worker: Worke
     assert s.get("stackmon_celery_events_receiver_restarts_total") > before
     assert "event receiver lost the broker" in exporter.logs()
     # The worker reconnects on its own; tasks sent now are counted.
-    wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=worker.hostname) == 1,
+    wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=worker.host) == 1,
              timeout=60, what="worker heartbeats after the restart")
     for _ in range(5):
         app.send_task("stackmon.sleep", args=(0,), queue="celery")
@@ -140,9 +141,9 @@ def test_lossless_under_load(exporter: Exporter, worker: Worker, app: Any) -> No
                  or "worker" in ln)) + "\n" + worker.logs()[-3000:]) from None
     ok = {"name": "stackmon.ok", "queue_name": "celery"}
     assert succeeded(s) == LOAD_TASKS
-    assert value(s, "celery_task_sent_total", ok) == LOAD_TASKS
-    assert value(s, "celery_task_received_total", ok) == LOAD_TASKS
-    assert value(s, "celery_task_started_total", ok) == LOAD_TASKS
-    assert value(s, "celery_task_runtime_seconds_count", ok) == LOAD_TASKS
-    assert value(s, "celery_task_queue_wait_seconds_count", ok) == LOAD_TASKS
+    assert total(s, "celery_task_sent_total", ok) == LOAD_TASKS
+    assert total(s, "celery_task_received_total", ok) == LOAD_TASKS
+    assert total(s, "celery_task_started_total", ok) == LOAD_TASKS
+    assert value(s, "celery_task_runtime_count", ok) == LOAD_TASKS
+    assert value(s, "celery_task_queue_wait_time_count", ok) == LOAD_TASKS
     assert s.get("stackmon_celery_events_overflow_total", kind="tracked_task") == 0

@@ -7,6 +7,7 @@ drains them and runs the mix, then it is killed with SIGKILL.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.helpers.celery import (
     present,
     receiving_exporter,
     start_worker,
+    total,
     value,
     wait_or_dump,
     worker_box,
@@ -52,6 +54,20 @@ EXPORTER_ENV = {
 }
 
 
+TASK_LABELS = {"name", "queue_name", "hostname"}
+CELERY_MIXIN = {
+    **{f"celery_task_{kind}_total": TASK_LABELS for kind in (
+        "sent", "received", "started", "succeeded", "retried", "revoked", "rejected")},
+    "celery_task_failed_total": TASK_LABELS | {"exception"},
+    "celery_task_runtime_bucket": TASK_LABELS | {"le"},
+    "celery_task_runtime_sum": TASK_LABELS,
+    "celery_task_runtime_count": TASK_LABELS,
+    "celery_worker_up": {"hostname"},
+    "celery_worker_tasks_active": {"hostname"},
+    "celery_queue_length": {"queue_name"},
+}
+
+
 def flush() -> None:
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=CELERY_REDIS_DB)
     client.flushdb()
@@ -78,7 +94,7 @@ def worker_box_fixture() -> Iterator[dict[str, Worker]]:
 
 
 def count(s: Samples, kind: str, name: str, queue: str = "celery") -> float:
-    return value(s, f"celery_task_{kind}_total", {"name": name, "queue_name": queue})
+    return total(s, f"celery_task_{kind}_total", {"name": name, "queue_name": queue})
 
 
 def test_queue_lengths_pile_up_while_no_worker_runs(exporter: Exporter, app: Any) -> None:
@@ -111,10 +127,10 @@ def test_queue_lengths_pile_up_while_no_worker_runs(exporter: Exporter, app: Any
 def test_known_mix_gives_exact_counters(exporter: Exporter, app: Any,
                                         worker_box: dict[str, Worker]) -> None:
     worker = worker_box["w"] = start_worker(BROKER, queues="celery,prio")
-    wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=worker.hostname) == 1,
+    wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=worker.host) == 1,
              timeout=40, what="worker-online event")
     # Revoke first (wait for the worker's reply), then send: the worker drops it on receipt.
-    revoked_id = "stackmon-revoked-" + worker.hostname.partition("@")[0]
+    revoked_id = "stackmon-revoked-" + worker.host
     replies = app.control.revoke(revoked_id, reply=True, timeout=10,
                                  destination=[worker.hostname])
     assert replies, "worker did not acknowledge the revoke"
@@ -158,18 +174,29 @@ def test_known_mix_gives_exact_counters(exporter: Exporter, app: Any,
     assert count(s, "retried", "stackmon.retry_once") == K_RETRY
     assert count(s, "failed", "stackmon.retry_once") == 0
     assert count(s, "rejected", "stackmon.ok") == 0
+    # celery-exporter's labels: hostname is the host part of the node name -- the client's
+    # for task-sent, the worker's for the rest -- and failures carry the exception class.
+    client_host = socket.gethostname()
+    ok_worker = {"name": "stackmon.ok", "queue_name": "celery", "hostname": worker.host}
+    assert value(s, "celery_task_sent_total", ok_worker | {"hostname": client_host}) \
+        == ok_total + 1
+    assert value(s, "celery_task_succeeded_total", ok_worker) == ok_total
+    assert value(s, "celery_task_failed_total", name="stackmon.fail", queue_name="celery",
+                 hostname=worker.host, exception="ValueError") == M_FAIL
+    assert value(s, "celery_task_failed_total", ok_worker, exception="") == 0
+    assert not present(s, "celery_task_sent_total", ok_worker)  # workers send no tasks here
     # Histograms: one runtime per success, one queue wait per start.
     rt = {"name": "stackmon.sleep", "queue_name": "celery"}
-    assert value(s, "celery_task_runtime_seconds_count", rt) == SLEEPS
-    total = value(s, "celery_task_runtime_seconds_sum", rt)
-    assert SLEEPS * SLEEP_SECONDS <= total < SLEEPS * SLEEP_SECONDS + 0.25, total
-    assert value(s, "celery_task_runtime_seconds_bucket", rt, le="0.25") == 0
-    assert value(s, "celery_task_runtime_seconds_bucket", rt, le="0.5") == SLEEPS
-    assert value(s, "celery_task_runtime_seconds_bucket", rt, le="+Inf") == SLEEPS
+    assert value(s, "celery_task_runtime_count", rt) == SLEEPS
+    runtime_sum = value(s, "celery_task_runtime_sum", rt)
+    assert SLEEPS * SLEEP_SECONDS <= runtime_sum < SLEEPS * SLEEP_SECONDS + 0.25, runtime_sum
+    assert value(s, "celery_task_runtime_bucket", rt, le="0.25") == 0
+    assert value(s, "celery_task_runtime_bucket", rt, le="0.5") == SLEEPS
+    assert value(s, "celery_task_runtime_bucket", rt, le="+Inf") == SLEEPS
     ok_labels = {"name": "stackmon.ok", "queue_name": "celery"}
-    assert value(s, "celery_task_runtime_seconds_count", ok_labels) == ok_total
-    assert value(s, "celery_task_queue_wait_seconds_count", ok_labels) == ok_total
-    assert value(s, "celery_task_queue_wait_seconds_count",
+    assert value(s, "celery_task_runtime_count", ok_labels) == ok_total
+    assert value(s, "celery_task_queue_wait_time_count", ok_labels) == ok_total
+    assert value(s, "celery_task_queue_wait_time_count",
                  {"name": "stackmon.retry_once", "queue_name": "celery"}) == 2 * K_RETRY
     # Queues drained; worker state from heartbeats and from inspect.
     assert s.get("celery_queue_length", queue_name="celery") == 0
@@ -178,16 +205,22 @@ def test_known_mix_gives_exact_counters(exporter: Exporter, app: Any,
 
     def inspected() -> Samples | None:
         s = exporter.scrape()
-        return s if s.has("celery_worker_pool_max_concurrency", hostname=worker.hostname) \
+        return s if s.has("celery_worker_pool_max_concurrency", hostname=worker.host) \
             else None
 
     s = wait_for(inspected, timeout=30, what="inspect data")
-    assert s.get("celery_worker_pool_max_concurrency", hostname=worker.hostname) == 2
-    assert s.get("celery_worker_pool_info", hostname=worker.hostname,
+    assert s.get("celery_worker_pool_max_concurrency", hostname=worker.host) == 2
+    assert s.get("celery_worker_pool_info", hostname=worker.host,
                  implementation="thread") == 1
-    assert s.get("celery_worker_tasks_registered", hostname=worker.hostname) >= 4
-    assert s.get("celery_worker_tasks_reserved", hostname=worker.hostname) == 0
-    assert s.get("celery_worker_tasks_scheduled", hostname=worker.hostname) == 0
+    assert s.get("celery_worker_tasks_registered", hostname=worker.host) >= 4
+    assert s.get("celery_worker_tasks_reserved", hostname=worker.host) == 0
+    assert s.get("celery_worker_tasks_scheduled", hostname=worker.host) == 0
+    # Per queue, from inspect: one worker consumes each queue; a thread pool has no
+    # processes (celery-exporter counts the pool's child processes).
+    for queue in ("celery", "prio"):
+        assert s.get("celery_active_worker_count", queue_name=queue) == 1
+        assert s.get("celery_active_process_count", queue_name=queue) == 0
+    assert not s.has("celery_active_consumer_count", queue_name="celery")  # RabbitMQ only
     assert s.get("stackmon_celery_inspect_up") == 1
     assert s.get("stackmon_celery_inspect_last_success_timestamp_seconds") > 0
     assert s.get("stackmon_service_info", service="celery", role="redis") == 1
@@ -195,17 +228,42 @@ def test_known_mix_gives_exact_counters(exporter: Exporter, app: Any,
     assert s.get("stackmon_celery_events_last_timestamp_seconds") > 0
     assert promtool_complaints(s.text) == []
     check_docs(s)
+    # Every series the celery-mixin's dashboards and alerts query (danihodovic/
+    # celery-exporter, celery-mixin/), with the labels they filter and group by.
+    missing = [m for m, labels in CELERY_MIXIN.items()
+               if not any(labels <= set(lbl) for lbl, _ in s.samples.get(m, []))]
+    assert missing == []
 
 
 def test_sigkilled_worker_goes_down_then_is_purged(exporter: Exporter,
                                                    worker_box: dict[str, Worker]) -> None:
     worker = worker_box["w"]
-    assert exporter.scrape().get("celery_worker_up", hostname=worker.hostname) == 1
+    assert exporter.scrape().get("celery_worker_up", hostname=worker.host) == 1
     assert exporter.scrape().get("stackmon_service_up", service="celery") == 1
     worker.kill()
-    wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=worker.hostname) == 0,
+    wait_for(lambda: exporter.scrape().get("celery_worker_up", hostname=worker.host) == 0,
              timeout=HEARTBEAT_TIMEOUT + 3, interval=0.2, what="celery_worker_up 0")
     assert exporter.scrape().get("celery_workers") == 0
     assert exporter.scrape().get("stackmon_service_up", service="celery") == 0
-    wait_for(lambda: not exporter.scrape().has("celery_worker_up", hostname=worker.hostname),
+    wait_for(lambda: not exporter.scrape().has("celery_worker_up", hostname=worker.host),
              timeout=PURGE_AFTER + 3, interval=0.2, what="the dead worker's series to go")
+
+
+def test_prefork_worker_processes_per_queue(exporter: Exporter,
+                                            worker_box: dict[str, Worker]) -> None:
+    """celery_active_process_count counts a prefork pool's child processes (inspect stats
+    "processes"), per queue the worker consumes, as celery-exporter does."""
+    worker = worker_box["prefork"] = start_worker(BROKER, queues="prio", concurrency=2,
+                                                  pool="prefork")
+
+    def counted() -> Samples | None:
+        s = exporter.scrape()
+        ok = (s.has("celery_worker_pool_info", hostname=worker.host, implementation="prefork")
+              and s.get("celery_active_process_count", queue_name="prio") == 2)
+        return s if ok else None
+
+    s = wait_or_dump(exporter, counted, worker, timeout=60, what="2 prefork processes on prio")
+    assert s.get("celery_active_worker_count", queue_name="prio") == 1
+    assert s.get("celery_active_worker_count", queue_name="celery") == 0
+    assert s.get("celery_active_process_count", queue_name="celery") == 0
+    worker.stop()

@@ -15,10 +15,17 @@ METRIC = re.compile(r"`((?:node|stackmon|pg|redis|celery|nginx)_[a-zA-Z0-9_]+)`"
 
 
 def reference() -> str:
+    """README's metrics reference and the "## Metrics" section of each docs/<collector>.md."""
     text = (REPO / "README.md").read_text()
     start = text.index("## Metrics reference")
-    end = text.index("\n## ", start + 5)
-    return text[start:end]
+    parts = [text[start:text.index("\n## ", start + 5)]]
+    for page in sorted((REPO / "docs").glob("*.md")):
+        doc = page.read_text()
+        if "\n## Metrics\n" in doc:
+            begin = doc.index("\n## Metrics\n")
+            end = doc.find("\n## ", begin + 5)
+            parts.append(doc[begin:end if end != -1 else len(doc)])
+    return "\n".join(parts)
 
 
 def documented() -> set[str]:
@@ -62,6 +69,8 @@ def _built(name: str, source: str) -> bool:
     m = re.fullmatch(r"node_memory_(\w+)_bytes", name)
     if m:
         return f'"{m.group(1)}"' in source and "node_memory_{" in source
+    if name.startswith("redis_cluster_"):  # every cluster_* field of INFO / CLUSTER INFO
+        return 'f"redis_{field}"' in source and 'startswith("cluster_")' in source
     m = re.fullmatch(r"node_network_(\w+)_total", name)
     if m:
         return f'"{m.group(1)}"' in source and "node_network_{" in source

@@ -67,6 +67,7 @@ def test_refused_commands_fall_back_and_log_once() -> None:
                 assert s.get("redis_config_maxclients") == 10000  # from INFO
                 assert not s.has("redis_slowlog_length")
                 assert s.has("redis_memory_used_bytes")
+                assert not s.has("redis_db_keys")  # no CONFIG: only the keyspace (empty)
             logs = exp.logs()
             assert logs.count("server refused SLOWLOG LEN") == 1, logs
             assert logs.count("server refused CONFIG GET maxclients") == 1, logs

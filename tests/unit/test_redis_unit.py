@@ -12,8 +12,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from exporter.collectors.redis.collector import (
+    CONFIG_GET_DATABASES,
+    CONFIG_GET_IO_THREADS,
     CONFIG_GET_MAXCLIENTS,
     INFO_ALL,
+    SLOWLOG_GET,
     SLOWLOG_LEN,
     Endpoint,
     RedisCollector,
@@ -22,7 +25,7 @@ from exporter.collectors.redis.collector import (
     parse_info,
     parse_kv,
 )
-from exporter.config import has_password
+from exporter.secrets import has_password
 
 REDIS6_INFO = (
     "# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\nrun_id:abc\r\n"
@@ -115,13 +118,18 @@ def values(metrics: list[object]) -> dict[str, float]:
 
 def test_redis6_uses_config_get_for_maxclients_every_scrape(fake: Callable[[Reply], FakeRedis]
                                                              ) -> None:
+    config = {b"maxclients": "123", b"databases": "4", b"io-threads": "1"}
+    run_id = ["abc"]
+
     def reply(args: list[bytes]) -> bytes:
         if args[0] == b"INFO":
-            return bulk(REDIS6_INFO)
+            return bulk(REDIS6_INFO.replace("run_id:abc", f"run_id:{run_id[0]}"))
         if args[:2] == [b"SLOWLOG", b"LEN"]:
             return b":5\r\n"
+        if args[:2] == [b"SLOWLOG", b"GET"]:  # one entry: id 9, 2500 us
+            return b"*1\r\n*4\r\n:9\r\n:1700000000\r\n:2500\r\n*1\r\n" + bulk("get")
         if args[:2] == [b"CONFIG", b"GET"]:
-            return b"*2\r\n" + bulk("maxclients") + bulk("123")
+            return b"*2\r\n" + bulk(args[2].decode()) + bulk(config[args[2]])
         return b"-ERR unexpected\r\n"
     server = fake(reply)
     c = collector(server.port)
@@ -130,15 +138,33 @@ def test_redis6_uses_config_get_for_maxclients_every_scrape(fake: Callable[[Repl
         assert v["redis_up"] == 1
         assert v["redis_config_maxclients"] == 123
         assert v["redis_slowlog_length"] == 5
+        assert v["redis_slowlog_last_id"] == 9
+        assert v["redis_last_slow_execution_duration_seconds"] == 0.0025
+        assert v["redis_config_io_threads"] == 1
         assert v["redis_db_keys{db0}"] == 7
         assert v["redis_db_keys_expiring{db0}"] == 2
         assert v["redis_db_avg_ttl_seconds{db0}"] == 1.5
         assert v["redis_commands_total{get}"] == 5
         assert v["redis_commands_duration_seconds_total{get}"] == 20e-6
         assert "redis_commands_rejected_calls_total{get}" not in v  # Redis < 6.2
+        # Empty databases up to CONFIG GET databases, as redis_exporter (keys, expiring).
+        assert [v[f"redis_db_keys{{db{i}}}"] for i in range(1, 4)] == [0, 0, 0]
+        assert [v[f"redis_db_keys_expiring{{db{i}}}"] for i in range(1, 4)] == [0, 0, 0]
+        assert "redis_db_keys{db4}" not in v and "redis_db_avg_ttl_seconds{db1}" not in v
     sent = [tuple(a.decode() for a in cmd) for cmd in server.commands]
-    assert sent == [INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS] * 2  # INFO ALL: < 7.0
+    # INFO ALL: < 7.0; the number of databases is read once per connection.
+    assert sent == [INFO_ALL, SLOWLOG_LEN, SLOWLOG_GET, CONFIG_GET_MAXCLIENTS,
+                    CONFIG_GET_DATABASES, CONFIG_GET_IO_THREADS,
+                    INFO_ALL, SLOWLOG_LEN, SLOWLOG_GET, CONFIG_GET_MAXCLIENTS]
     assert server.connections == 1
+    # A restart (new run_id) on the same connection may bring another config: asked again.
+    run_id[0], config[b"databases"] = "def", "2"
+    server.commands.clear()
+    c.collect(time.monotonic() + 5)
+    v = values(c.collect(time.monotonic() + 5))
+    assert "redis_db_keys{db2}" not in v and v["redis_db_keys{db1}"] == 0
+    assert [tuple(a.decode() for a in cmd) for cmd in server.commands].count(
+        CONFIG_GET_DATABASES) == 1
     c.close()
 
 
@@ -214,8 +240,10 @@ def test_transient_error_on_slowlog_is_not_permanent(fake: Callable[[Reply], Fak
     def reply(args: list[bytes]) -> bytes:
         if args[0] == b"INFO":
             return bulk(REDIS6_INFO + "maxclients:50\r\n")
-        if args[0] == b"SLOWLOG":
+        if args[:2] == [b"SLOWLOG", b"LEN"]:
             return next(answers)
+        if args[:2] == [b"SLOWLOG", b"GET"]:
+            return b"-NOPERM this user has no permissions to run the 'slowlog|get' command\r\n"
         return b"-ERR unknown command 'CONFIG'\r\n"
     server = fake(reply)
     c = collector(server.port)
@@ -224,4 +252,10 @@ def test_transient_error_on_slowlog_is_not_permanent(fake: Callable[[Reply], Fak
     second = values(c.collect(time.monotonic() + 5))
     assert second["redis_slowlog_length"] == 4
     sent = [tuple(a.decode() for a in cmd) for cmd in server.commands]
-    assert sent == [INFO_ALL, SLOWLOG_LEN, CONFIG_GET_MAXCLIENTS, INFO_ALL, SLOWLOG_LEN]
+    # CONFIG GET refused: asked once (its three settings in one round trip), never again;
+    # SLOWLOG GET refused (an ACL) leaves SLOWLOG LEN on.
+    assert sent == [INFO_ALL, SLOWLOG_LEN, SLOWLOG_GET, CONFIG_GET_MAXCLIENTS,
+                    CONFIG_GET_DATABASES, CONFIG_GET_IO_THREADS, INFO_ALL, SLOWLOG_LEN]
+    assert "redis_slowlog_last_id" not in second and "redis_config_io_threads" not in second
+    # Without CONFIG, only the databases the keyspace section lists.
+    assert [k for k in second if k.startswith("redis_db_keys{")] == ["redis_db_keys{db0}"]

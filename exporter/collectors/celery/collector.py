@@ -7,6 +7,12 @@ background: the event state (``events.py``) and the last inspect replies
 ``inspect_interval_seconds`` by a thread of its own so that broadcast timeouts never
 reach the scrape.
 
+Per queue, as celery-exporter: ``celery_queue_length``, ``celery_active_worker_count``
+and ``celery_active_process_count`` (the workers consuming the queue, from the last inspect
+round, and their pool processes) and on RabbitMQ ``celery_active_consumer_count``.
+Worker series are labelled with the host part of the node name (``celery@web-1`` ->
+``web-1``); several workers on one host add up.
+
 Queue lengths: on Redis a queue is a list ``name`` plus one list per priority step
 (``name\\x06\\x163``, ``name\\x06\\x166``, ... -- kombu's priority separator), all summed;
 on RabbitMQ a passive ``queue_declare`` gives the message and consumer counts.
@@ -15,10 +21,12 @@ Sample output::
 
     celery_broker_up 1.0
     celery_queue_length{queue_name="celery"} 12.0
-    celery_queue_active_consumers{queue_name="celery"} 2.0
-    celery_worker_tasks_reserved{hostname="celery@web-1"} 4.0
-    celery_worker_pool_info{hostname="celery@web-1",implementation="prefork"} 1.0
-    celery_worker_pool_max_concurrency{hostname="celery@web-1"} 2.0
+    celery_active_consumer_count{queue_name="celery"} 2.0
+    celery_active_worker_count{queue_name="celery"} 2.0
+    celery_active_process_count{queue_name="celery"} 8.0
+    celery_worker_tasks_reserved{hostname="web-1"} 4.0
+    celery_worker_pool_info{hostname="web-1",implementation="prefork"} 1.0
+    celery_worker_pool_max_concurrency{hostname="web-1"} 2.0
     stackmon_celery_inspect_last_success_timestamp_seconds 1.7963e+09
     stackmon_service_up{service="celery"} 1.0
     stackmon_service_info{role="redis",service="celery",version="5.7.0"} 1.0
@@ -35,9 +43,10 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector
-from exporter.collectors.celery.events import EventReceiverThread, EventState
-from exporter.config import CelerySettings, Config
+from exporter.collectors.base import Collector, service_families
+from exporter.collectors.celery.events import EventReceiverThread, EventState, node_host
+from exporter.collectors.celery.settings import CelerySettings
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.celery")
 
@@ -77,7 +86,7 @@ class InspectSnapshot:
     """The workers' replies to the last inspect round."""
 
     time: float = 0.0  # unix time of the last successful round (0 = never)
-    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by node name
     queues: list[str] = field(default_factory=list)
 
 
@@ -122,7 +131,8 @@ class InspectPoller:
         expected = len(self.state.online_workers())
         timeout = self.settings.inspect_timeout_seconds
         replies: dict[str, dict[str, Any]] = {}
-        with self.app.connection_for_write() as conn:
+        # The URL is rebuilt at every connection: a rotated password file is picked up.
+        with self.app.connection_for_write(url=self.settings.url()) as conn:
             if self.settings.enable_events_at_start:
                 self.app.control.enable_events(connection=conn)
             inspect = self.app.control.inspect(timeout=timeout, connection=conn,
@@ -132,20 +142,24 @@ class InspectPoller:
                     replies.setdefault(host, {})[method] = reply
         workers: dict[str, dict[str, Any]] = {}
         queues: set[str] = set()
-        for host, data in list(replies.items())[: self.settings.max_workers]:
+        for node, data in list(replies.items())[: self.settings.max_workers]:
             stats = data.get("stats") or {}
             pool = stats.get("pool") or {}
-            workers[host] = {
+            consumes = sorted({str(q["name"]) for q in data.get("active_queues") or []
+                               if isinstance(q, dict) and q.get("name")})
+            processes = pool.get("processes")
+            workers[node] = {
                 "implementation": _pool_name(pool.get("implementation")),
                 "max_concurrency": pool.get("max-concurrency"),
                 "active": _length(data.get("active")),
                 "reserved": _length(data.get("reserved")),
                 "scheduled": _length(data.get("scheduled")),
                 "registered": _length(data.get("registered")),
+                "queues": consumes,
+                # celery-exporter counts the pool's child processes: 0 for a thread pool.
+                "processes": len(processes) if isinstance(processes, list) else 0,
             }
-            for queue in data.get("active_queues") or []:
-                if isinstance(queue, dict) and queue.get("name"):
-                    queues.add(str(queue["name"]))
+            queues.update(consumes)
         self.snapshot = InspectSnapshot(time.time(), workers,
                                         sorted(queues)[: self.settings.max_queue_names])
 
@@ -178,7 +192,7 @@ class QueueReader:
         """``{queue: (messages, consumers or None)}``; raises when the broker is down."""
         try:
             if self.conn is None:
-                self.conn = self.app.connection_for_read()
+                self.conn = self.app.connection_for_read(url=self.settings.url())
                 self.conn.ensure_connection(max_retries=1)
             return self._redis(queues) if self.is_redis else self._amqp(queues)
         except Exception:
@@ -243,10 +257,6 @@ class CeleryCollector(Collector):
             self.receiver.start()
             self.inspector.start()
 
-    @classmethod
-    def from_config(cls, config: Config) -> CeleryCollector:
-        return cls(config.celery)
-
     def collect(self, deadline: float) -> list[Metric]:
         self.receiver.ensure_running()
         snapshot = self.inspector.snapshot
@@ -257,9 +267,9 @@ class CeleryCollector(Collector):
         length = GaugeMetricFamily("celery_queue_length",
                                    "Messages waiting in the queue (all priorities).",
                                    labels=["queue_name"])
-        consumers = GaugeMetricFamily("celery_queue_active_consumers",
-                                      "Consumers of the queue (RabbitMQ only).",
-                                      labels=["queue_name"])
+        consumers = GaugeMetricFamily("celery_active_consumer_count",
+                                      "The number of active consumers of the broker queue "
+                                      "(RabbitMQ only).", labels=["queue_name"])
         for queue, (messages, n_consumers) in sorted(lengths.items()):
             length.add_metric([queue], messages)
             if n_consumers is not None:
@@ -268,6 +278,8 @@ class CeleryCollector(Collector):
                              length]
         if not self.queues.is_redis:
             out.append(consumers)
+        if self.settings.inspect_interval_seconds > 0:
+            out += _queue_workers(sorted(lengths), snapshot)
         # The service is up when the broker answers and at least one worker is alive.
         out += self._service(1.0 if self.state.online_workers() else 0.0)
         out += self._background_metrics()
@@ -284,16 +296,10 @@ class CeleryCollector(Collector):
         return out
 
     def _service(self, up: float) -> list[Metric]:
-        service_up = GaugeMetricFamily("stackmon_service_up", "1 if the service answered.",
-                                       labels=["service"])
-        service_up.add_metric(["celery"], up)
+        # version: the workers' Celery version; role: the broker transport.
         versions = Counter(self.state.worker_versions())
         version = versions.most_common(1)[0][0] if versions else "unknown"
-        info = GaugeMetricFamily("stackmon_service_info",
-                                 "Service version (workers' Celery version) and role "
-                                 "(broker transport).", labels=["service", "version", "role"])
-        info.add_metric(["celery", version, self.role], 1.0)
-        return [service_up, info]
+        return service_families("celery", up, version, self.role)
 
     def _background_metrics(self) -> list[Metric]:
         out = self.state.metrics()
@@ -321,17 +327,25 @@ class CeleryCollector(Collector):
                                  "Pool implementation of the worker (inspect stats).",
                                  labels=["hostname", "implementation"])
         active = GaugeMetricFamily("celery_worker_tasks_active",
-                                   "Tasks the worker is executing (from its heartbeats).",
-                                   labels=["hostname"])
-        from_events = self.state.known_workers()
-        for host, data in sorted(snap.workers.items()):
-            if host not in from_events and data.get("active") is not None:
-                active.add_metric([host], data["active"])  # events off: inspect active
-            for key, family in per_host.items():
+                                   "The number of tasks the worker is currently processing "
+                                   "(from its heartbeats).", labels=["hostname"])
+        from_events = self.state.known_hosts()
+        sums: dict[str, dict[str, float]] = {key: {} for key in ("active", *per_host)}
+        pools: set[tuple[str, str]] = set()
+        for node, data in snap.workers.items():
+            host = node_host(node)
+            for key, table in sums.items():
                 value = data.get(key)
-                if value is not None:
-                    family.add_metric([host], float(value))
-            pool.add_metric([host, data["implementation"]], 1.0)
+                if value is not None and not (key == "active" and host in from_events):
+                    table[host] = table.get(host, 0.0) + float(value)
+            pools.add((host, data["implementation"]))
+        for host, value in sorted(sums.pop("active").items()):
+            active.add_metric([host], value)  # events off: inspect active
+        for key, family in per_host.items():
+            for host, value in sorted(sums[key].items()):
+                family.add_metric([host], value)
+        for host, implementation in sorted(pools):
+            pool.add_metric([host, implementation], 1.0)
         return [*per_host.values(), pool, active,
                 _gauge("stackmon_celery_inspect_last_success_timestamp_seconds",
                        "Unix time of the last inspect round that succeeded (0 = never); "
@@ -347,10 +361,26 @@ class CeleryCollector(Collector):
         self.queues.close()
 
 
+def _queue_workers(queues: list[str], snap: InspectSnapshot) -> list[Metric]:
+    """celery_active_worker_count / _process_count per queue, from the last inspect round."""
+    workers = GaugeMetricFamily("celery_active_worker_count",
+                                "The number of active workers consuming the broker queue "
+                                "(inspect active_queues).", labels=["queue_name"])
+    processes = GaugeMetricFamily("celery_active_process_count",
+                                  "The number of pool processes of the workers consuming the "
+                                  "broker queue (inspect stats; 0 for a thread pool).",
+                                  labels=["queue_name"])
+    for queue in queues:
+        consumers = [w for w in snap.workers.values() if queue in w["queues"]]
+        workers.add_metric([queue], float(len(consumers)))
+        processes.add_metric([queue], float(sum(w["processes"] for w in consumers)))
+    return [workers, processes]
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def build(cfg: Config) -> list[Collector]:
-    """The Celery collector for the COLLECTORS table."""
-    return [CeleryCollector.from_config(cfg)]
+def build(settings: CelerySettings, scrape: ScrapeSettings) -> list[Collector]:
+    """What /metrics serves: one collector for the broker."""
+    return [CeleryCollector(settings)]

@@ -3,7 +3,12 @@
 ``EventState.handle(event)`` folds one Celery event into counters, histograms and
 worker liveness under one lock; ``EventState.metrics()`` turns a copy of that state
 into metric families.  Scrape cost depends on the number of series (capped task
-names x queue names, capped workers), never on the number of tasks processed.
+names x queue names x hostnames, capped workers), never on the number of tasks processed.
+
+Names, labels and buckets are danihodovic/celery-exporter's: task series carry
+``name``, ``hostname`` and ``queue_name`` (``celery_task_failed_total`` also
+``exception``, the exception's class name), and a hostname is the part of Celery's node
+name after the ``@`` (``celery@web-1`` -> ``web-1``).
 
 ``EventReceiverThread`` consumes the broker's event exchange with Celery's own
 ``app.events.Receiver``; when the broker goes away it logs, reports
@@ -14,12 +19,16 @@ starts a new one.
 
 Sample output::
 
-    celery_task_succeeded_total{name="shop.tasks.charge",queue_name="celery"} 1200.0
-    celery_task_runtime_seconds_bucket{le="0.1",name="shop.tasks.charge",queue_name="celery"} 1180.0
-    celery_task_queue_wait_seconds_count{name="shop.tasks.charge",queue_name="celery"} 1200.0
-    celery_worker_up{hostname="celery@web-1"} 1.0
+    celery_task_succeeded_total{hostname="web-1",name="shop.charge",queue_name="celery"} 1200.0
+    celery_task_failed_total{exception="ValueError",hostname="web-1",name="shop.charge",
+        queue_name="celery"} 3.0
+    celery_task_runtime_bucket{hostname="web-1",le="0.1",name="shop.charge",
+        queue_name="celery"} 1180.0
+    celery_task_queue_wait_time_count{hostname="web-1",name="shop.charge",
+        queue_name="celery"} 1200.0
+    celery_worker_up{hostname="web-1"} 1.0
     celery_workers 1.0
-    celery_worker_tasks_active{hostname="celery@web-1"} 2.0
+    celery_worker_tasks_active{hostname="web-1"} 2.0
     stackmon_celery_events_receiver_up 1.0
     stackmon_celery_events_total 4800.0
     stackmon_celery_events_last_timestamp_seconds 1.7963e+09
@@ -33,6 +42,7 @@ import time
 from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import (
@@ -43,12 +53,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from exporter.config import CelerySettings
+from exporter.collectors.celery.settings import CelerySettings
 
 log = logging.getLogger("stackmon.collectors.celery")
 
-# Task event kinds in the order of the per-series counter slots.
-# Task event kind -> the counter it feeds (written out so grep finds each name).
+# Task event kind -> the counter it feeds, in the order of the per-series counter slots
+# (written out so grep finds each name).
 TASK_COUNTERS = {
     "sent": "celery_task_sent_total",
     "received": "celery_task_received_total",
@@ -59,8 +69,12 @@ TASK_COUNTERS = {
     "revoked": "celery_task_revoked_total",
     "rejected": "celery_task_rejected_total",
 }
-OVERFLOW = "__other__"  # label value for names beyond a cap
-UNKNOWN = "unknown"  # task name/queue not known (events from before we started listening)
+TASK_LABELS = ["name", "hostname", "queue_name"]
+FAILED_LABELS = ["name", "hostname", "exception", "queue_name"]
+OVERFLOW = "__other__"  # label value for values beyond a cap
+UNKNOWN = "unknown"  # task name/queue/host not known (events from before we started listening)
+GENERIC = "generic"  # hostname of every task series with task_hostname_label off (as the anchor)
+UNKNOWN_EXCEPTION = "UnknownException"  # celery-exporter's value when no class name is found
 RECEIVER_BACKOFF_START = 0.5
 RECEIVER_BACKOFF_MAX = 30.0
 # The receiver's own queue on RabbitMQ: messages older than this are dropped by the broker
@@ -75,9 +89,49 @@ DEFER_SECONDS = 2.0
 
 _SENT, _RECEIVED, _STARTED, _SUCCEEDED, _FAILED, _RETRIED, _REVOKED, _REJECTED = range(8)
 
+TaskKey = tuple[str, str, str]  # (task name, queue, hostname label)
+
+
+def node_host(nodename: str) -> str:
+    """The host part of a Celery node name, as celery-exporter labels it.
+
+    >>> node_host("celery@web-1"), node_host("gen4711@web-1"), node_host("web-1")
+    ('web-1', 'web-1', 'web-1')
+    """
+    _, at, host = nodename.partition("@")
+    return host if at else nodename
+
+
+def exception_class(text: Any) -> str:
+    """The class name at the start of a task-failed event's exception repr.
+
+    >>> exception_class("ValueError('boom')"), exception_class("oops")
+    ('ValueError', 'UnknownException')
+    """
+    head, paren, _ = str(text or "").partition("(")
+    return head if paren and head.isidentifier() else UNKNOWN_EXCEPTION
+
+
+def eta_timestamp(event: dict[str, Any]) -> float | None:
+    """The event's ETA (ISO 8601) as a timestamp comparable with its (localised) timestamp."""
+    eta = event.get("eta")
+    if not eta:
+        return None
+    try:
+        ts = datetime.fromisoformat(str(eta)).timestamp()
+    except ValueError:
+        return None
+    offset = event.get("utcoffset")
+    if offset is None:
+        return ts
+    # Celery's receiver shifts event timestamps by the sender's UTC offset; do the same.
+    from celery.utils.time import adjust_timestamp
+
+    return float(adjust_timestamp(ts, offset))
+
 
 class WorkerState:
-    """What the events told us about one worker."""
+    """What the events told us about one worker (one Celery node)."""
 
     __slots__ = ("active", "last_seen", "online", "processed", "version")
 
@@ -92,13 +146,14 @@ class WorkerState:
 class Task:
     """An in-flight task: its labels, when it was sent, and events held back."""
 
-    __slots__ = ("done", "name", "pending", "queue", "start")
+    __slots__ = ("done", "eta", "name", "pending", "queue", "sent")
 
-    def __init__(self, name: str, queue: str | None, start: Any) -> None:
+    def __init__(self, name: str, queue: str | None, sent: Any) -> None:
         self.name = name
         self.queue = queue  # None: not known yet, worker-side events are held back
-        self.start = start  # timestamp of task-sent (or task-received)
-        self.pending: list[tuple[int, str, Any]] = []
+        self.sent = sent  # timestamp of task-sent (None: not seen)
+        self.eta: float | None = None  # deliberate delay (countdown, retry backoff)
+        self.pending: list[tuple[int, str, Any]] = []  # (slot, hostname label, value)
         self.done = False
 
 
@@ -133,14 +188,17 @@ class EventState:
         self.deferred: deque[tuple[float, str]] = deque()
         self.sent_seen = False  # the stream carries task-sent events
         self.queue_of: dict[str, str] = {}  # task name -> queue of its last task-sent
-        self.counters: dict[tuple[str, ...], list[int]] = {}
-        self.runtime: dict[tuple[str, str], _Histogram] = {}
-        self.wait: dict[tuple[str, str], _Histogram] = {}
-        self.workers: dict[str, WorkerState] = {}
+        self.counters: dict[TaskKey, list[int]] = {}
+        self.failures: dict[tuple[str, str, str, str], int] = {}  # TaskKey + exception
+        self.runtime: dict[TaskKey, _Histogram] = {}
+        self.wait: dict[TaskKey, _Histogram] = {}
+        self.workers: dict[str, WorkerState] = {}  # by node name ("celery@web-1")
         self.names: set[str] = set()
         self.queues: set[str] = set()
-        self.overflow = {"task_name": 0, "queue_name": 0, "hostname": 0, "tracked_task": 0,
-                         "bad_event": 0}
+        self.exceptions: set[str] = set()
+        self.task_hosts: set[str] = set()  # hostname label values of the task series
+        self.overflow = {"task_name": 0, "queue_name": 0, "hostname": 0, "exception": 0,
+                         "worker": 0, "tracked_task": 0, "bad_event": 0}
         self.events_total = 0
         self.last_event_time = 0.0
         self._next_purge = 0.0
@@ -173,42 +231,48 @@ class EventState:
                     # A malformed event must not cost a reconnect: count it and go on.
                     self.overflow["bad_event"] += 1
 
-    def _name(self, name: Any) -> str:
-        if not name:
-            name = UNKNOWN
-        if name in self.names:
-            return str(name)
-        if len(self.names) >= self.settings.max_task_names:
-            self.overflow["task_name"] += 1
+    def _capped(self, value: Any, seen: set[str], cap: int, kind: str) -> str:
+        """``value`` as a label value, or OVERFLOW once ``cap`` distinct values were seen."""
+        text = str(value) if value else UNKNOWN
+        if text in seen:
+            return text
+        if len(seen) >= cap:
+            self.overflow[kind] += 1
             return OVERFLOW
-        self.names.add(name)
-        return str(name)
+        seen.add(text)
+        return text
+
+    def _name(self, name: Any) -> str:
+        return self._capped(name, self.names, self.settings.max_task_names, "task_name")
 
     def _queue(self, queue: Any) -> str:
-        if not queue:
-            queue = UNKNOWN
-        if queue in self.queues:
-            return str(queue)
-        if len(self.queues) >= self.settings.max_queue_names:
-            self.overflow["queue_name"] += 1
-            return OVERFLOW
-        self.queues.add(queue)
-        return str(queue)
+        return self._capped(queue, self.queues, self.settings.max_queue_names, "queue_name")
 
-    def _seen(self, hostname: Any, online: bool = True) -> str:
-        """Refresh a worker's liveness; the hostname label value to use."""
-        if not hostname:
-            return ""
-        worker = self.workers.get(hostname)
+    def _exception(self, text: Any) -> str:
+        return self._capped(exception_class(text), self.exceptions,
+                            self.settings.max_exception_names, "exception")
+
+    def _task_host(self, nodename: Any) -> str:
+        """The hostname label of a task series for an event sent by ``nodename``."""
+        if not self.hostname_label:
+            return GENERIC
+        return self._capped(node_host(str(nodename)) if nodename else None, self.task_hosts,
+                            self.settings.max_task_hostnames, "hostname")
+
+    def _seen(self, nodename: Any, online: bool = True) -> WorkerState | None:
+        """Refresh a worker's liveness; None when it has no name or is beyond the cap."""
+        if not nodename:
+            return None
+        worker = self.workers.get(nodename)
         if worker is None:
             if len(self.workers) >= self.settings.max_workers:
-                self.overflow["hostname"] += 1
-                return OVERFLOW
-            worker = self.workers[hostname] = WorkerState(self.clock())
+                self.overflow["worker"] += 1
+                return None
+            worker = self.workers[nodename] = WorkerState(self.clock())
         else:
             worker.last_seen = self.clock()
         worker.online = online
-        return str(hostname)
+        return worker
 
     def _track(self, uuid: str, task: Task) -> Task:
         tasks = self.tasks
@@ -218,8 +282,7 @@ class EventState:
             self.overflow["tracked_task"] += 1
         return task
 
-    def _count(self, slot: int, name: str, queue: str, host: str) -> None:
-        key: tuple[str, ...] = (name, queue, host) if self.hostname_label else (name, queue)
+    def _count(self, slot: int, key: TaskKey) -> None:
         row = self.counters.get(key)
         if row is None:
             row = self.counters[key] = [0] * 8
@@ -227,16 +290,24 @@ class EventState:
 
     def _apply(self, task: Task, slot: int, host: str, value: Any) -> None:
         """Count one worker-side event of ``task`` (whose queue is known)."""
-        name, queue = task.name, str(task.queue)
-        self._count(slot, name, queue, host)
-        if value is None:
+        key = (task.name, str(task.queue), host)
+        self._count(slot, key)
+        if slot == _FAILED:
+            fkey = (*key, str(value))
+            self.failures[fkey] = self.failures.get(fkey, 0) + 1
+        elif value is None:
             return
-        if slot == _STARTED:
-            if task.start is not None:
-                self._observe(self.wait, self.wait_buckets, (name, queue),
-                              max(0.0, float(value) - float(task.start)))
+        elif slot == _STARTED:
+            # celery-exporter's queue wait: from task-sent (or the ETA, when later: a
+            # countdown or retry backoff is a deliberate delay, not waiting) to task-started.
+            if task.sent is not None:
+                baseline = float(task.sent)
+                if task.eta is not None:
+                    baseline = max(baseline, task.eta)
+                self._observe(self.wait, self.wait_buckets, key,
+                              max(0.0, float(value) - baseline))
         elif slot == _SUCCEEDED:
-            self._observe(self.runtime, self.runtime_buckets, (name, queue), float(value))
+            self._observe(self.runtime, self.runtime_buckets, key, float(value))
 
     def _worker_side(self, event: dict[str, Any], slot: int, value: Any = None,
                      final: bool = False) -> None:
@@ -247,19 +318,20 @@ class EventState:
         stream has task-sent events, a task seen first from a worker is held back for up
         to DEFER_SECONDS until its task-sent arrives.
         """
-        host = self._seen(event.get("hostname"))
+        nodename = event.get("hostname")
+        self._seen(nodename)
+        host = self._task_host(nodename)
         uuid = event.get("uuid", "")
         task = self.tasks.get(uuid)
         if task is None:
-            ts = event.get("timestamp") if slot == _RECEIVED else None
             if self.sent_seen:
-                task = self._track(uuid, Task(self._name(event.get("name")), None, ts))
+                task = self._track(uuid, Task(self._name(event.get("name")), None, None))
                 self.deferred.append((self.clock() + DEFER_SECONDS, uuid))
             else:
                 task = self._track(uuid, Task(self._name(event.get("name")),
-                                              self._queue(None), ts))
-        elif slot == _RECEIVED and task.start is None:
-            task.start = event.get("timestamp")
+                                              self._queue(None), None))
+        if slot == _RECEIVED and task.eta is None:
+            task.eta = eta_timestamp(event)
         if task.queue is None:
             task.pending.append((slot, host, value))
             task.done = final
@@ -294,16 +366,18 @@ class EventState:
             name = self._name(event.get("name"))
             queue = self._queue(event.get("queue") or event.get("routing_key"))
             task = self._track(uuid, Task(name, queue, event.get("timestamp")))
+            task.eta = eta_timestamp(event)
         else:
-            task.start = event.get("timestamp")  # a retry re-sends the same id
+            task.sent = event.get("timestamp")  # a retry re-sends the same id
+            task.eta = eta_timestamp(event)
             if task.queue is None:  # nothing counted yet: take name and queue from here
                 if task.name == UNKNOWN and event.get("name"):
                     task.name = self._name(event.get("name"))
                 queue = self._queue(event.get("queue") or event.get("routing_key"))
                 self._settle(uuid, task, queue)
         self.queue_of[task.name] = str(task.queue)
-        # task-sent comes from the client, whose hostname is no worker's.
-        self._count(_SENT, task.name, str(task.queue), "")
+        # task-sent comes from the client: its hostname is the sending host's.
+        self._count(_SENT, (task.name, str(task.queue), self._task_host(event.get("hostname"))))
 
     def _task_received(self, event: dict[str, Any]) -> None:
         self._worker_side(event, _RECEIVED)
@@ -315,7 +389,7 @@ class EventState:
         self._worker_side(event, _SUCCEEDED, event.get("runtime"), final=True)
 
     def _task_failed(self, event: dict[str, Any]) -> None:
-        self._worker_side(event, _FAILED, final=True)
+        self._worker_side(event, _FAILED, self._exception(event.get("exception")), final=True)
 
     def _task_retried(self, event: dict[str, Any]) -> None:
         self._worker_side(event, _RETRIED)
@@ -327,9 +401,7 @@ class EventState:
         self._worker_side(event, _REJECTED, final=not event.get("requeue"))
 
     def _worker_event(self, event: dict[str, Any]) -> None:
-        online = event["type"] != "worker-offline"
-        host = self._seen(event.get("hostname"), online)
-        worker = self.workers.get(host)
+        worker = self._seen(event.get("hostname"), event["type"] != "worker-offline")
         if worker is None:
             return
         if "active" in event:
@@ -340,8 +412,8 @@ class EventState:
         if version:
             worker.version = str(version)
 
-    def _observe(self, table: dict[tuple[str, str], _Histogram], buckets: list[float],
-                 key: tuple[str, str], value: float) -> None:
+    def _observe(self, table: dict[TaskKey, _Histogram], buckets: list[float],
+                 key: TaskKey, value: float) -> None:
         hist = table.get(key)
         if hist is None:
             hist = table[key] = _Histogram(len(buckets))
@@ -351,7 +423,9 @@ class EventState:
     # -- housekeeping ----------------------------------------------------------
 
     def purge(self) -> None:
-        """Forget workers silent for longer than worker_purge_seconds (and their series)."""
+        """Forget workers silent for longer than worker_purge_seconds, and the task series
+        of a host whose last worker that was (as celery-exporter does; hosts that only
+        send tasks keep theirs, bounded by max_task_hostnames)."""
         now = self.clock()
         with self.lock:
             self.flush_deferred()
@@ -359,26 +433,33 @@ class EventState:
                 return
             self._next_purge = now + PURGE_EVERY_SECONDS
             limit = now - self.settings.worker_purge_seconds
-            dead = [h for h, w in self.workers.items() if w.last_seen < limit]
-            for host in dead:
-                del self.workers[host]
-            if dead and self.hostname_label:
-                gone = set(dead)
-                for key in [k for k in self.counters if k[2] in gone]:
-                    del self.counters[key]
+            dead = [n for n, w in self.workers.items() if w.last_seen < limit]
+            for node in dead:
+                del self.workers[node]
+            gone = {node_host(n) for n in dead} - {node_host(n) for n in self.workers}
+            if not gone or not self.hostname_label:
+                return
+            self.task_hosts -= gone
+            tables: tuple[dict[Any, Any], ...] = (self.counters, self.failures, self.runtime,
+                                                  self.wait)
+            for table in tables:
+                for key in [k for k in table if k[2] in gone]:
+                    del table[key]
 
     # -- scrape ------------------------------------------------------------------
 
     def online_workers(self) -> list[str]:
+        """Node names of the workers up now."""
         now = self.clock()
         timeout = self.settings.worker_heartbeat_timeout_seconds
         with self.lock:
-            return [h for h, w in self.workers.items()
+            return [n for n, w in self.workers.items()
                     if w.online and now - w.last_seen < timeout]
 
-    def known_workers(self) -> set[str]:
+    def known_hosts(self) -> set[str]:
+        """Hostname labels of the workers the events know."""
         with self.lock:
-            return set(self.workers)
+            return {node_host(n) for n in self.workers}
 
     def worker_versions(self) -> list[str]:
         with self.lock:
@@ -391,50 +472,24 @@ class EventState:
         now = self.clock()
         with self.lock:
             counters = [(k, list(v)) for k, v in self.counters.items()]
+            failures = list(self.failures.items())
             runtime = [(k, list(h.counts), h.total) for k, h in self.runtime.items()]
             wait = [(k, list(h.counts), h.total) for k, h in self.wait.items()]
-            workers = [(h, w.online, now - w.last_seen, w.active, w.processed)
-                       for h, w in self.workers.items()]
+            workers = [(n, w.online, now - w.last_seen, w.active, w.processed)
+                       for n, w in self.workers.items()]
             overflow = dict(self.overflow)
             events_total, last_event = self.events_total, self.last_event_time
-        labels = ["name", "queue_name", "hostname"] if self.hostname_label else [
-            "name", "queue_name"]
         out: list[Metric] = []
-        families = [CounterMetricFamily(metric, f"Tasks {kind} (from task-{kind} events).",
-                                        labels=labels)
-                    for kind, metric in TASK_COUNTERS.items()]
-        for key, row in sorted(counters):
-            for slot, family in enumerate(families):
-                family.add_metric(list(key), float(row[slot]))
-        out += families
-        out.append(_histogram("celery_task_runtime_seconds",
-                              "Task run time of succeeded tasks (task-succeeded runtime).",
+        out += _task_counters(counters, failures)
+        out.append(_histogram("celery_task_runtime", "Histogram of task runtime measurements "
+                              "(the runtime of task-succeeded events, seconds).",
                               self.runtime_buckets, runtime))
-        out.append(_histogram("celery_task_queue_wait_seconds",
-                              "Time from task-sent (or task-received) to task-started.",
+        out.append(_histogram("celery_task_queue_wait_time",
+                              "Histogram of the time tasks spend waiting in the queue before "
+                              "being executed, excluding deliberate ETA/countdown delay "
+                              "(task-sent to task-started, seconds).",
                               self.wait_buckets, wait))
-        timeout = self.settings.worker_heartbeat_timeout_seconds
-        up = GaugeMetricFamily("celery_worker_up", "1 if an event came from the worker within "
-                               "the heartbeat timeout and it did not go offline.",
-                               labels=["hostname"])
-        active = GaugeMetricFamily("celery_worker_tasks_active",
-                                   "Tasks the worker is executing (from its heartbeats).",
-                                   labels=["hostname"])
-        processed = CounterMetricFamily("celery_worker_tasks_processed",
-                                        "Tasks the worker has processed since it started "
-                                        "(from its heartbeats).", labels=["hostname"])
-        online = 0
-        for host, is_online, silent_for, n_active, n_processed in sorted(workers):
-            alive = is_online and silent_for < timeout
-            online += alive
-            up.add_metric([host], 1.0 if alive else 0.0)
-            if n_active is not None:
-                active.add_metric([host], n_active if alive else 0.0)
-            if n_processed is not None:
-                processed.add_metric([host], n_processed)
-        out += [up, active, processed,
-                GaugeMetricFamily("celery_workers", "Workers up (see celery_worker_up).",
-                                  value=float(online))]
+        out += self._worker_metrics(workers)
         out.append(CounterMetricFamily("stackmon_celery_events",
                                        "Celery events consumed by the receiver.",
                                        value=float(events_total)))
@@ -442,26 +497,82 @@ class EventState:
                                      "Unix time the receiver last consumed an event (0 = none).",
                                      value=last_event))
         over = CounterMetricFamily("stackmon_celery_events_overflow",
-                                   "Values that hit a cap: task_name/queue_name counted under "
-                                   "__other__, hostname counted as __other__, tracked_task "
-                                   "forgotten, bad_event malformed and skipped.",
+                                   "Values that hit a cap: task_name/queue_name/hostname/"
+                                   "exception counted under __other__, worker not tracked, "
+                                   "tracked_task forgotten, bad_event malformed and skipped.",
                                    labels=["kind"])
         for kind, n in sorted(overflow.items()):
             over.add_metric([kind], float(n))
         out.append(over)
         return out
 
+    def _worker_metrics(self, workers: list[tuple[str, bool, float, float | None,
+                                                  float | None]]) -> list[Metric]:
+        """Per-host worker series: several nodes on one host add up, as one label value."""
+        timeout = self.settings.worker_heartbeat_timeout_seconds
+        up: dict[str, float] = {}
+        active: dict[str, float] = {}
+        processed: dict[str, float] = {}
+        online = 0
+        for node, is_online, silent_for, n_active, n_processed in workers:
+            host = node_host(node)
+            alive = is_online and silent_for < timeout
+            online += alive
+            up[host] = max(up.get(host, 0.0), 1.0 if alive else 0.0)
+            if n_active is not None:
+                active[host] = active.get(host, 0.0) + (n_active if alive else 0.0)
+            if n_processed is not None:
+                processed[host] = processed.get(host, 0.0) + n_processed
+        up_f = GaugeMetricFamily("celery_worker_up", "Indicates if a worker has recently sent "
+                                 "a heartbeat (an event within the heartbeat timeout, and no "
+                                 "worker-offline).", labels=["hostname"])
+        active_f = GaugeMetricFamily("celery_worker_tasks_active", "The number of tasks the "
+                                     "worker is currently processing (from its heartbeats).",
+                                     labels=["hostname"])
+        processed_f = CounterMetricFamily("celery_worker_tasks_processed",
+                                          "Tasks the worker has processed since it started "
+                                          "(from its heartbeats).", labels=["hostname"])
+        for table, family in ((up, up_f), (active, active_f), (processed, processed_f)):
+            for host, value in sorted(table.items()):
+                family.add_metric([host], value)
+        return [up_f, active_f, processed_f,
+                GaugeMetricFamily("celery_workers", "Workers up (Celery nodes; see "
+                                  "celery_worker_up).", value=float(online))]
+
+
+def _task_counters(counters: Sequence[tuple[TaskKey, list[int]]],
+                   failures: Sequence[tuple[tuple[str, str, str, str], int]]) -> list[Metric]:
+    """The task counters.  As celery-exporter does, every series a worker-side event made
+    exists for every counter (at 0) -- ``celery_task_failed_total`` with ``exception=""`` --
+    so ratios such as failed / (succeeded + failed) have both inputs; task-sent only where
+    tasks were sent, since senders are other hosts."""
+    families = {kind: CounterMetricFamily(
+        metric, f"Tasks {kind} (from task-{kind} events).",
+        labels=FAILED_LABELS if kind == "failed" else TASK_LABELS)
+        for kind, metric in TASK_COUNTERS.items()}
+    ordered = list(families.values())
+    failed = families["failed"]
+    for (name, queue, host), row in sorted(counters):
+        for slot, family in enumerate(ordered):
+            if slot == _FAILED:
+                failed.add_metric([name, host, "", queue], 0.0)
+            elif slot != _SENT or row[_SENT]:
+                family.add_metric([name, host, queue], float(row[slot]))
+    for (name, queue, host, exception), n in sorted(failures):
+        failed.add_metric([name, host, exception, queue], float(n))
+    return list(ordered)
+
 
 def _histogram(name: str, doc: str, buckets: list[float],
-               rows: Sequence[tuple[tuple[str, ...], list[int], float]]) -> Metric:
-    family = HistogramMetricFamily(name, doc, labels=["name", "queue_name"])
+               rows: Sequence[tuple[TaskKey, list[int], float]]) -> Metric:
+    family = HistogramMetricFamily(name, doc, labels=TASK_LABELS)
     bounds = [str(floatToGoString(b)) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
-    for key, counts, total in sorted(rows):
+    for (task, queue, host), counts, total in sorted(rows):
         cumulative, acc = [], 0
         for bound, n in zip(bounds, counts, strict=True):
             acc += n
             cumulative.append((bound, float(acc)))
-        family.add_metric(list(key), cumulative, total)
+        family.add_metric([task, host, queue], cumulative, total)
     return family
 
 
@@ -566,7 +677,8 @@ class EventReceiverThread:
             def on_connection_error(self, exc: Exception, interval: float) -> None:
                 pass  # reported by the supervisor loop
 
-        with self.app.connection_for_read(heartbeat=RECEIVER_HEARTBEAT_SECONDS) as conn:
+        with self.app.connection_for_read(url=self.settings.url(),
+                                          heartbeat=RECEIVER_HEARTBEAT_SECONDS) as conn:
             receiver = Receiver(conn, handlers={"*": state.handle}, app=self.app,
                                 queue_ttl=EVENT_QUEUE_TTL_SECONDS,
                                 queue_expires=EVENT_QUEUE_EXPIRES_SECONDS)

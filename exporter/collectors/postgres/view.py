@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.config import PostgresSettings
+from exporter.collectors.postgres.settings import PostgresSettings
 
 Row = tuple[Any, ...]
 Rows = list[Row]

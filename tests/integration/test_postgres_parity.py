@@ -8,6 +8,7 @@ counters agree within a few percent (the anchor is scraped before and after stac
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import re
@@ -26,8 +27,10 @@ from tests.helpers.exporter import (
     exporter_fixture,
     free_port,
     http_get,
+    start_exporter,
     wait_for,
 )
+from tests.helpers.pgcluster import Cluster
 
 ANCHOR = "postgres_exporter"
 POSTGRES_EXPORTER = (shutil.which("prometheus-postgres-exporter")
@@ -79,15 +82,16 @@ def anchor_dsn(dsn: str) -> str:
     return dsn + " sslmode=disable"
 
 
-@pytest.fixture(scope="module")
-def anchor() -> Iterator[str]:
+@contextlib.contextmanager
+def running_anchor(dsn: str) -> Iterator[str]:
+    """Debian's postgres_exporter on a free port against ``dsn``; yields its /metrics URL."""
     if POSTGRES_EXPORTER is None:
         pytest.fail("prometheus-postgres-exporter is not installed; "
                     "apt-get install prometheus-postgres-exporter")
     port = free_port()
     proc = subprocess.Popen(
         [POSTGRES_EXPORTER, f"--web.listen-address=127.0.0.1:{port}"],
-        env={"DATA_SOURCE_NAME": anchor_dsn(PG_DSN), "PATH": "/usr/bin:/bin"},
+        env={"DATA_SOURCE_NAME": anchor_dsn(dsn), "PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"
     try:
@@ -97,6 +101,12 @@ def anchor() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def anchor() -> Iterator[str]:
+    with running_anchor(PG_DSN) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +254,23 @@ def test_counters_agree_within_a_few_percent(anchor: str, exporter: Exporter) ->
                 problems.append(f"{name}{dict(key)}: {value} not in [{low}, {high}]")
     assert compared > 50
     assert not problems, "\n".join(problems)
+
+
+def test_extension_settings_have_the_anchors_names() -> None:
+    """Settings of a preloaded extension (pg_stat_statements.max) under the anchor's names."""
+    cluster = Cluster.create(["-c shared_preload_libraries=pg_stat_statements"])
+    try:
+        dsn = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
+        with running_anchor(dsn) as url:
+            theirs = {n for n in scrape(url).samples if n.startswith("pg_settings_")}
+        exp = start_exporter(["--no-collector.host"], env={"STACKMON_POSTGRES_DSN": dsn})
+        try:
+            ours = {n for n in scrape(exp.url + "/metrics").samples
+                    if n.startswith("pg_settings_")}
+        finally:
+            exp.stop()
+    finally:
+        cluster.destroy()
+    extension = {n for n in theirs if "pg_stat_statements" in n}
+    assert extension, "the anchor shows no pg_stat_statements settings"
+    assert theirs - ours == set()

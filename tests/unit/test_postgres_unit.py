@@ -157,6 +157,8 @@ def test_settings_units_and_versions() -> None:
     assert setting_metric("jit", "off", "", "bool") == ("pg_settings_jit", 0.0)
     assert setting_metric("log_file_mode", "0600", "", "integer") == (
         "pg_settings_log_file_mode", 600.0)
+    assert setting_metric("pg_stat_statements.max", "5000", "", "integer") == (
+        "pg_settings_pg_stat_statements_max", 5000.0)
     assert setting_metric("name", "abc", "", "string") is None
     assert setting_metric("x", "1", "parsecs", "integer") is None
     assert short_version(150020) == "15.20.0"

@@ -46,7 +46,11 @@ def setting_metric(name: str, setting: str, unit: str, vartype: str
 
     >>> setting_metric("work_mem", "4096", "kB", "integer")
     ('pg_settings_work_mem_bytes', 4194304.0)
+
+    Extensions' settings have a dot (``pg_stat_statements.max``): it becomes ``_``, as
+    in postgres_exporter (``pg_settings_pg_stat_statements_max``).
     """
+    name = name.replace(".", "_")
     if vartype == "bool":
         return f"pg_settings_{name}", 1.0 if setting == "on" else 0.0
     conversion = UNIT_FACTORS.get(unit)

@@ -1,7 +1,7 @@
-"""PostgreSQL metrics under postgres_exporter's names (rule-abiding forms where needed).
+"""PostgreSQL metrics under postgres_exporter's exact names, labels and types.
 
 One persistent psycopg connection per target (autocommit, ``application_name=stackmon``,
-``statement_timeout``, connect timeout).  At connect time every query below is sent once
+``statement_timeout``, connect timeout).  At connect time every view's query is sent once
 as a server-side ``PREPARE``; each scrape then sends all the ``EXECUTE`` statements in a
 single simple-query message: one round trip, one transaction, no parse/plan work on the
 server.  A watchdog shuts the socket down at the scrape deadline, so a hung server (e.g.
@@ -160,7 +160,6 @@ class PostgresCollector(Collector):
         self._logged: set[str] = set()  # "log once" keys
         self._server: ServerInfo | None = None
         self._scrapes = 0
-        self._last_error = 0.0  # pg_exporter_last_scrape_error
         self._last_duration = 0.0
         self._sizes: tuple[float, Rows] | None = None  # (when, rows)
         # pg_settings rows and their families, read again only when the server reloads

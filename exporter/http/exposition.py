@@ -27,6 +27,7 @@ from prometheus_client.utils import floatToGoString
 FAST_TYPES = {"counter": "counter", "gauge": "gauge", "unknown": "untyped",
               "histogram": "histogram", "summary": "summary"}
 OM_SUFFIXES = ("_created", "_gsum", "_gcount")
+RENDERED = "stackmon_rendered_text"  # attribute freeze() sets on a family
 number = cast(Callable[[float], str], floatToGoString)  # Go's float formatting, like Prometheus
 
 
@@ -51,22 +52,35 @@ def _simple(family: Metric) -> bool:
         s.timestamp is not None or s.name.endswith(OM_SUFFIXES) for s in family.samples)
 
 
+def render_family(family: Metric) -> str:
+    """One family in the text format."""
+    if not _simple(family):
+        return generate_latest(_One(family)).decode()
+    name = family.name
+    if family.type == "counter":
+        name = name + "_total"  # a postgres_exporter counter's name keeps its own
+    help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    out = [f"# HELP {name} {help_text}\n# TYPE {name} {FAST_TYPES[family.type]}\n"]
+    for s in family.samples:
+        if s.labels:
+            labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(s.labels.items()))
+            out.append(f"{s.name}{{{labels}}} {number(s.value)}\n")
+        else:
+            out.append(f"{s.name} {number(s.value)}\n")
+    return "".join(out)
+
+
+def freeze(family: Metric) -> Metric:
+    """Render ``family`` once, for a collector that serves the same object every scrape.
+
+    The PostgreSQL collector keeps its ~300 pg_settings families until the server reloads
+    its configuration; their text is then written once, not on every scrape.  The family
+    must not change afterwards.
+    """
+    setattr(family, RENDERED, render_family(family))
+    return family
+
+
 def render_text(families: Iterable[Metric]) -> bytes:
     """``families`` in the text format, byte for byte what ``generate_latest`` writes."""
-    out: list[str] = []
-    for family in families:
-        if not _simple(family):
-            out.append(generate_latest(_One(family)).decode())
-            continue
-        name = family.name
-        if family.type == "counter":
-            name = name + "_total"  # a postgres_exporter counter's name keeps its own
-        help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {FAST_TYPES[family.type]}\n")
-        for s in family.samples:
-            if s.labels:
-                labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(s.labels.items()))
-                out.append(f"{s.name}{{{labels}}} {number(s.value)}\n")
-            else:
-                out.append(f"{s.name} {number(s.value)}\n")
-    return "".join(out).encode()
+    return "".join(getattr(f, RENDERED, None) or render_family(f) for f in families).encode()

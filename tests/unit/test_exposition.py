@@ -18,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from exporter.collectors.postgres.view import add, bare_counter, untyped
-from exporter.http.exposition import render_text
+from exporter.http.exposition import freeze, render_text
 
 
 class Registry:
@@ -81,3 +81,13 @@ def test_bare_counters_announce_their_own_name() -> None:
     add(bare, ["1"], 2)
     text = render_text([bare]).decode()
     assert text == '# HELP pg_x X.\n# TYPE pg_x counter\npg_x{a="1"} 2.0\n'
+
+
+def test_frozen_families_are_rendered_once() -> None:
+    original = families()
+    frozen = [freeze(f) for f in original]
+    assert render_text(frozen) == generate_latest(Registry(original))
+    # The text was written at freeze time: a later change is not seen (hence "must not
+    # change afterwards"), which is what saves the work on every scrape.
+    frozen[-1].samples.clear()
+    assert render_text(frozen[-1:]) == b"# HELP p_plain Plain.\n# TYPE p_plain gauge\np_plain 0.0\n"

@@ -55,6 +55,7 @@ from exporter.collectors.postgres.server import short_version
 from exporter.collectors.postgres.settings import PostgresSettings
 from exporter.collectors.postgres.view import PreparedQuery, Results, Rows, ServerInfo
 from exporter.errors import SettingError
+from exporter.http.exposition import freeze
 from exporter.secrets import read_secret_file
 from exporter.settings import ScrapeSettings
 
@@ -394,7 +395,7 @@ class PostgresCollector(Collector):
             results.update(self._run_parts(conn, reread, deadline))
         if "settings" in results:
             assert self._server is not None
-            families = pg_settings.metrics(results, self._server)
+            families = [freeze(f) for f in pg_settings.metrics(results, self._server)]
             self._settings = (load_time, results["settings"], families)
 
     def _run_parts(self, conn: psycopg.Connection[Any], parts: list[PreparedQuery], deadline: float

@@ -1,5 +1,5 @@
 # Developer shortcuts; the README's two commands are scripts/run.sh and scripts/test.sh.
-.PHONY: run test lint services bench dashboards alerts deploy-check
+.PHONY: run test lint services bench dashboards docs alerts deploy-check
 run:
 	bash scripts/run.sh
 test:
@@ -10,7 +10,9 @@ alerts:
 	promtool check rules prometheus/rules/*.yml && promtool test rules prometheus/tests/*.yml
 services:
 	bash scripts/test-services.sh
+docs:
+	.venv/bin/python -m exporter.docs
 dashboards:
 	.venv/bin/python -m grafana.generate
 deploy-check:
-	.venv/bin/python -m pytest -q tests/unit/test_deploy.py
+	.venv/bin/python -m pytest -q tests/deploy/test_deploy.py

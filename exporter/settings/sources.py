@@ -11,6 +11,7 @@ source, the key, the value (never a secret's) and what was expected::
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,23 @@ from exporter.settings.schema import (
     setting_paths,
     suggest,
 )
+
+# What Kubernetes injects into every pod for a Service named "stackmon" in its namespace
+# (the docker-links convention): STACKMON_SERVICE_HOST, STACKMON_SERVICE_PORT[_<NAME>],
+# STACKMON_PORT, STACKMON_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. Not settings, not typos.
+KUBERNETES_SERVICE_ENV = re.compile(
+    r"STACKMON_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+    r"|PORT|PORT_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)")
+
+
+def is_kubernetes_service_variable(name: str) -> bool:
+    """Whether ``name`` is one of the variables Kubernetes sets for a Service "stackmon".
+
+    >>> [is_kubernetes_service_variable(n) for n in ("STACKMON_PORT_9860_TCP_ADDR",
+    ...     "STACKMON_SERVICE_PORT_METRICS", "STACKMON_PORTS", "STACKMON_WEB_PORT")]
+    [True, True, False, False]
+    """
+    return KUBERNETES_SERVICE_ENV.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,8 @@ def load(
         if not name.startswith(ENV_PREFIX) or name in ENV_EXTRA:
             continue
         sp = by_env.get(name)
+        if sp is None and is_kubernetes_service_variable(name):
+            continue
         if sp is None:
             raise ConfigError(f"environment: {name}: unknown variable"
                               f"{suggest(name, list(by_env))}")

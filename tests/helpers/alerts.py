@@ -9,11 +9,12 @@ from typing import Any
 
 import yaml
 
+from tests.helpers.docs import metrics_reference
 from tests.helpers.exporter import REPO
 
 RULES_DIR = REPO / "prometheus" / "rules"
 TESTS_DIR = REPO / "prometheus" / "tests"
-README = REPO / "README.md"
+ALERTS_PAGE = REPO / "docs" / "alerts.md"
 
 # Series Prometheus makes itself for every target (not exported by stackmon).
 PROMETHEUS_SERIES = {"up"}
@@ -57,13 +58,10 @@ def metric_names(expr: str) -> set[str]:
 
 
 def documented_metrics() -> set[str]:
-    """Names in the first column of every table in README → Metrics reference
-    (cells may list several names), plus the series of documented histograms."""
-    text = README.read_text()
-    start = text.index("\n## Metrics reference\n")
-    end = text.index("\n## ", start + 5)
+    """Names in the first column of every metrics table in docs/ (cells may list
+    several names), plus the series of documented histograms."""
     names: set[str] = set()
-    for line in text[start:end].splitlines():
+    for line in metrics_reference().splitlines():
         if not line.startswith("|"):
             continue
         cells = line.split("|")

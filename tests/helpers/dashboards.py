@@ -55,7 +55,7 @@ def lint_expr(expr: str) -> list[str]:
     if not names:
         problems.append("no metric selected")
     for name in sorted(names - documented_metrics()):
-        problems.append(f"{name}: not in README's metrics reference")
+        problems.append(f"{name}: not in the metrics reference (docs/)")
     unscoped = re.sub(r"[a-zA-Z_:][a-zA-Z0-9_:]*\s*\{([^}]*)\}",
                       lambda m: m.group(0) if not all(s in m.group(1) for s in SCOPE_MATCHERS)
                       else "", expr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import os
 import signal
 import socket
@@ -175,4 +176,10 @@ def promtool_complaints(text: str) -> list[str]:
                           capture_output=True, timeout=60)
     lines = (proc.stdout + proc.stderr).decode().splitlines()
     allowed = allowlist()
-    return [line for line in lines if line.strip() and line.split()[0] not in allowed]
+    return [line for line in lines if line.strip() and not allowlisted(line.split()[0], allowed)]
+
+
+def allowlisted(name: str, allowed: set[str]) -> bool:
+    """Exact names, or a ``prefix_*`` glob for a family of anchor names that depends on
+    the kernel (node_exporter's ``node_memory_*`` follows /proc/meminfo's fields)."""
+    return name in allowed or any(fnmatch.fnmatchcase(name, p) for p in allowed if "*" in p)

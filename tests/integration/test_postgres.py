@@ -266,7 +266,7 @@ def emitted_names(*scrapes: Samples) -> set[str]:
 def test_docs_list_every_emitted_family(exporter: Exporter) -> None:
     emitted = emitted_names(exporter.scrape())
     missing = emitted - documented_names()
-    assert not missing, f"README metrics reference lacks {sorted(missing)}"
+    assert not missing, f"docs/postgres.md metrics table lacks {sorted(missing)}"
 
 
 def test_a_part_the_server_lacks_leaves_the_others(

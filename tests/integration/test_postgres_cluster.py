@@ -179,7 +179,8 @@ def test_wrong_password(exporter: Exporter) -> None:
                     exporter.logs() else None, timeout=10, what="the auth failure log line")
     line = next(x for x in logs.splitlines() if "password authentication failed" in x)
     assert 'collector=postgres msg="collect failed"' in line
-    assert 'user "stackmon_pw"' in line
+    assert 'user \\"stackmon_pw\\"' in line  # quotes escaped: one logfmt value
+    assert "cause=access_refused" in line
     assert "target badpw:" in line
 
 

@@ -187,7 +187,7 @@ def test_lint_panel_finds_a_broken_panel(change: Any, problem: str) -> None:
     ('rate(node_load1{job=~"$job"}[$__rate_interval])', "lacks"),
     ('node_load1{job=~"$job", instance=~"$instance"} / node_load5', "node_load5: a selector"),
     ('rate(node_load1{job=~"$job", instance=~"$instance"}[5m])', "range [5m]"),
-    ('not_a_metric{job=~"$job", instance=~"$instance"}', "not in README"),
+    ('not_a_metric{job=~"$job", instance=~"$instance"}', "not in the metrics reference"),
     ("time()", "no metric"),
 ])
 def test_lint_expr_finds_a_broken_query(expr: str, problem: str) -> None:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
+import selectors
 import socket
 import threading
 import time
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from exporter.collectors.base import Collector, service_families
@@ -142,6 +143,55 @@ class _Watchdog:
                 pass
 
 
+class ConnectTimeout(ConnectionError, TimeoutError):
+    """Connecting did not finish before the deadline (logged as cause=timeout)."""
+
+
+def connect_before(conninfo: str, deadline: float) -> psycopg.Connection[Any]:
+    """``psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)`` that gives up
+    at ``deadline`` (time.monotonic()), to the millisecond.
+
+    libpq's ``connect_timeout`` counts whole seconds, at least 2, per host: with 1.5 s of
+    the scrape left it would wait 2 s and the collector would still be connecting at the
+    next scrape.  So the connection is polled here (libpq's documented non-blocking
+    connect) and dropped when the deadline passes.
+    """
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    try:
+        with selectors.DefaultSelector() as selector:
+            while True:
+                if pgconn.status == pq.ConnStatus.BAD:
+                    raise psycopg.OperationalError(f"connection is bad: {_pq_error(pgconn)}")
+                status = pgconn.connect_poll()
+                if status == pq.PollingStatus.OK:
+                    break
+                if status == pq.PollingStatus.FAILED:
+                    raise psycopg.OperationalError(f"connection failed: {_pq_error(pgconn)}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("connection timed out at the scrape deadline")
+                event = (selectors.EVENT_READ if status == pq.PollingStatus.READING
+                         else selectors.EVENT_WRITE)
+                # libpq may switch sockets between hosts: register the current one each time.
+                selector.register(pgconn.socket, event)
+                try:
+                    selector.select(left)
+                finally:
+                    selector.unregister(pgconn.socket)
+    except BaseException:
+        pgconn.finish()
+        raise
+    pgconn.nonblocking = 1  # what psycopg.connect leaves
+    conn: psycopg.Connection[Any] = psycopg.Connection(pgconn)
+    conn.autocommit = True
+    conn.prepare_threshold = None
+    return conn
+
+
+def _pq_error(pgconn: pq.abc.PGconn) -> str:
+    return pgconn.error_message.decode("utf-8", "replace").strip()
+
+
 class PostgresCollector(Collector):
     """One PostgreSQL server: connections, activity, sizes, locks, replication, bgwriter."""
 
@@ -183,26 +233,33 @@ class PostgresCollector(Collector):
                 params["password"] = read_secret_file(self.password_file, "password_file")
             except SettingError as err:
                 raise ConnectionError(f"password_file: {err.message}") from None
-        remaining = max(0.0, deadline - time.monotonic())
-        timeout = max(MIN_CONNECT_TIMEOUT,
-                      math.ceil(min(self.settings.connect_timeout_seconds, remaining)))
+        # connect_before() enforces the time limit (libpq's counts whole seconds, >= 2):
+        # this one only stops a connection left to libpq from waiting forever.
         options = str(params.get("options") or "")
         if timeout_option:
             options = f"{options} -c statement_timeout={self.statement_timeout_ms}".strip()
-        params.update(application_name=APPLICATION_NAME, connect_timeout=str(timeout))
+        params.update(
+            application_name=APPLICATION_NAME,
+            connect_timeout=str(max(MIN_CONNECT_TIMEOUT, self.settings.connect_timeout_seconds)),
+        )
         if options:
             params["options"] = options
         if dbname is not None:
             params["dbname"] = dbname
         return make_conninfo("", **params)
 
+    def _connect_deadline(self, deadline: float) -> float:
+        """The scrape deadline, or sooner when ``connect_timeout_seconds`` says so."""
+        return min(deadline, time.monotonic() + self.settings.connect_timeout_seconds)
+
     def _connect(self, deadline: float) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(self._conninfo(deadline, timeout_option=False),
-                                   autocommit=True, prepare_threshold=None)
-        except psycopg.OperationalError as err:
+            conn = connect_before(self._conninfo(deadline, timeout_option=False),
+                                  self._connect_deadline(deadline))
+        except (psycopg.OperationalError, TimeoutError) as err:
             # Name the target: every /probe target's collector is called "postgres".
-            raise ConnectionError(f"target {self.target}: {err}") from None
+            kind = ConnectTimeout if isinstance(err, TimeoutError) else ConnectionError
+            raise kind(f"target {self.target}: {err}") from None
         try:
             statements = None
             with _Watchdog(conn.pgconn.socket, deadline):
@@ -453,8 +510,8 @@ class PostgresCollector(Collector):
             if time.monotonic() >= deadline:
                 break
             try:
-                with psycopg.connect(self._conninfo(deadline, dbname), autocommit=True,
-                                     prepare_threshold=None) as conn, \
+                with connect_before(self._conninfo(deadline, dbname),
+                                    self._connect_deadline(deadline)) as conn, \
                         _Watchdog(conn.pgconn.socket, deadline):
                     row = conn.execute(TABLES_SQL).fetchone()
                 if row is not None:

@@ -64,7 +64,7 @@ class PostgresSettings:
         "is refused on the command line", password_inside=True)
     password_file: str | None = setting(None, "file holding the password for dsn")
     connect_timeout_seconds: int = setting(
-        5, "connect timeout (also capped by the scrape deadline; libpq's minimum is 2)",
+        5, "connect timeout (also capped by the time left in the scrape)",
         min=1, max=300)
     slow_query_threshold_seconds: float = setting(
         60.0, "statements running longer than this count as slow", min=0, max=86400)

@@ -607,8 +607,8 @@ DATABASE = Dash(
         ("Status", [
             up("PostgreSQL up", "pg_up: 1 if the last scrape could connect and query. "
                "PostgresDown fires (critical) when 0 for 1 m.", Q("pg_up{}", "{{instance}}")),
-            st("Version", "Server version (pg_version_info).", "none",
-               Q("pg_version_info{}", "{{instance}} {{short_version}}"), text=True),
+            st("Version", "Server version (pg_static).", "none",
+               Q("pg_static{}", "{{instance}} {{short_version}}"), text=True),
             st("Role", "1 on a standby, 0 on a primary (pg_replication_is_replica).", "none",
                Q("pg_replication_is_replica{}", "{{instance}}"),
                mapping={"0": ("primary", GREEN), "1": ("standby", GREEN)}),
@@ -628,7 +628,7 @@ DATABASE = Dash(
                           "{{instance}} {{state}}"), stack=True, w=8),
             ts("Oldest transaction", "Age of the oldest open transaction per database. "
                "PostgresLongRunningTransaction fires (warning) above 1 h.", "s",
-               Q(f"max by ({PGDB}) (pg_stat_activity_max_tx_duration_seconds{DB})",
+               Q(f"max by ({PGDB}) (pg_stat_activity_max_tx_duration{DB})",
                  "{{instance}} {{datname}}"), steps=above(3600), w=8),
             ts("Slow queries", "Client statements running longer than the configured "
                "threshold. PostgresSlowQueries fires (warning) above 0 for 5 m.", "short",
@@ -636,23 +636,23 @@ DATABASE = Dash(
                  "{{instance}} {{datname}}"), steps=above(0.5), w=8),
             ts("Transactions", "Commits and rollbacks per second.", "ops",
                *rates(PG, "{{instance}}", {
-                   "pg_stat_database_xact_commit_total": "commits",
-                   "pg_stat_database_xact_rollback_total": "rollbacks",
+                   "pg_stat_database_xact_commit": "commits",
+                   "pg_stat_database_xact_rollback": "rollbacks",
                }, DB), w=8),
             ts("Cache hit ratio", "Blocks found in shared buffers / blocks requested. "
                "PostgresCacheHitRatioLow fires (warning) below 90 % for 15 m.", "percentunit",
-               Q(f'{rate("pg_stat_database_blks_hit_total", PGDB, DB)} / '
-                 f'({rate("pg_stat_database_blks_hit_total", PGDB, DB)} + '
-                 f'{rate("pg_stat_database_blks_read_total", PGDB, DB)})',
+               Q(f'{rate("pg_stat_database_blks_hit", PGDB, DB)} / '
+                 f'({rate("pg_stat_database_blks_hit", PGDB, DB)} + '
+                 f'{rate("pg_stat_database_blks_read", PGDB, DB)})',
                  "{{instance}} {{datname}}"), steps=below_warning(0.9), max=1, w=8),
             ts("Rows", "Rows returned, fetched, inserted, updated and deleted per second.",
                "short",
                *rates(PG, "{{instance}}", {
-                   "pg_stat_database_tup_returned_total": "returned",
-                   "pg_stat_database_tup_fetched_total": "fetched",
-                   "pg_stat_database_tup_inserted_total": "inserted",
-                   "pg_stat_database_tup_updated_total": "updated",
-                   "pg_stat_database_tup_deleted_total": "deleted",
+                   "pg_stat_database_tup_returned": "returned",
+                   "pg_stat_database_tup_fetched": "fetched",
+                   "pg_stat_database_tup_inserted": "inserted",
+                   "pg_stat_database_tup_updated": "updated",
+                   "pg_stat_database_tup_deleted": "deleted",
                }, DB), w=8),
             tbl("Top statements", "The 10 statements with the most execution time in the "
                 "selected range, by queryid (pg_stat_statements; only when stackmon's "
@@ -668,14 +668,14 @@ DATABASE = Dash(
         ("Contention and storage", [
             ts("Deadlocks", "Deadlocks detected in the interval. PostgresDeadlocks fires "
                "(warning) on any increase over 5 m.", "short",
-               Q(f"sum by ({PGDB}) (increase(pg_stat_database_deadlocks_total{DB}[{RI}]))",
+               Q(f"sum by ({PGDB}) (increase(pg_stat_database_deadlocks{DB}[{RI}]))",
                  "{{instance}} {{datname}}"), steps=above(0.5), w=8),
             ts("Locks by mode", "Locks held or awaited per mode (pg_locks_count).", "short",
                Q(f"sum by ({PG}, mode) (pg_locks_count{DB})", "{{instance}} {{mode}}"),
                stack=True, w=8),
             ts("Temporary files", "Bytes per second written to temporary files (work_mem "
                "too small for sorts and hashes).", "Bps",
-               Q(rate("pg_stat_database_temp_bytes_total", PGDB, DB),
+               Q(rate("pg_stat_database_temp_bytes", PGDB, DB),
                  "{{instance}} {{datname}}"), w=8),
             ts("Database size", "Disk space used per database.", "bytes",
                Q(f"pg_database_size_bytes{DB}", "{{instance}} {{datname}}"), w=8),
@@ -684,8 +684,8 @@ DATABASE = Dash(
             ts("Conflicts and fatal sessions", "Queries cancelled by recovery conflicts and "
                "sessions ended by fatal errors, per second.", "ops",
                *rates(PG, "{{instance}}", {
-                   "pg_stat_database_conflicts_total": "conflicts",
-                   "pg_stat_database_sessions_fatal_total": "fatal sessions",
+                   "pg_stat_database_conflicts": "conflicts",
+                   "pg_stat_database_sessions_fatal": "fatal sessions",
                }, DB), w=8),
         ]),
         ("Replication and checkpoints", [
@@ -725,11 +725,13 @@ DATABASE = Dash(
                    "pg_stat_bgwriter_buffers_backend_total": "backend",
                })),
             ts("Checkpoint time", "Seconds per second spent writing and syncing "
-               "checkpoint files.", "percentunit",
-               *rates(PG, "{{instance}}", {
-                   "pg_stat_bgwriter_checkpoint_write_time_seconds_total": "write",
-                   "pg_stat_bgwriter_checkpoint_sync_time_seconds_total": "sync",
-               })),
+               "checkpoint files (postgres_exporter's counters are in milliseconds).",
+               "percentunit",
+               *[Q(f"{query.expr} / 1000", query.legend) for query in rates(
+                   PG, "{{instance}}", {
+                       "pg_stat_bgwriter_checkpoint_write_time_total": "write",
+                       "pg_stat_bgwriter_checkpoint_sync_time_total": "sync",
+                   })]),
         ]),
     ], extra_vars=[Var("db", "datname",
                        'pg_database_size_bytes{job=~"$job", instance=~"$instance"}')])

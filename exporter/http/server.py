@@ -32,10 +32,11 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
 
 from exporter import __version__
 from exporter.collectors.base import CollectorSet
+from exporter.http.exposition import render_text
 from exporter.http.webconfig import WebConfig
 from exporter.settings import ConfigError, parse_listen_address
 
@@ -158,7 +159,9 @@ class App:
         deadline = scrape_deadline(environ, self.timeout, self.timeout_offset)
         metrics = collectors.collect(deadline)
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body: bytes = encoder(_Families(metrics))
+        # The text format from our own writer: same bytes, less than half the CPU.
+        body: bytes = (render_text(metrics) if encoder is generate_latest
+                       else encoder(_Families(metrics)))
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)

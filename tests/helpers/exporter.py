@@ -67,10 +67,17 @@ class Samples:
     @classmethod
     def parse(cls, text: str) -> Samples:
         out = cls(text)
+        # The parser names counter samples "<name>_total" even where the text has no
+        # _total (postgres_exporter's pg_stat_database_xact_commit): keep the names written.
+        written = {line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines()
+                   if line and not line.startswith("#")}
         for family in text_string_to_metric_families(text):
             out.types[family.name] = family.type
             for s in family.samples:
-                out.samples.setdefault(s.name, []).append((dict(s.labels), s.value))
+                name = s.name
+                if name not in written and name.endswith("_total") and name[:-6] in written:
+                    name = name[:-6]
+                out.samples.setdefault(name, []).append((dict(s.labels), s.value))
         return out
 
     def get(self, name: str, **labels: str) -> float:

@@ -76,6 +76,9 @@ class PostgresSettings:
     stat_statements_limit: int = setting(
         20, "how many queries (by total execution time) pg_stat_statements exports",
         min=1, max=1000)
+    user_tables_limit: int = setting(
+        200, "pg_stat_user_tables_* for at most this many tables of the connected database, "
+        "largest first (0 = off)", min=0, max=100000)
     table_count_databases: tuple[str, ...] = setting(
         (), "more databases whose user tables are counted (one short connection each per "
         "scrape); the connected database is always counted")

@@ -156,11 +156,18 @@ def test_worker_up_goes_to_zero_then_series_is_purged() -> None:
     assert state.workers == {}
 
 
-def test_worker_offline_is_down_at_once() -> None:
+def test_worker_offline_is_gone_at_once() -> None:
+    """A graceful shutdown is not an outage: the worker's series end (on up 1), they do
+    not turn 0 (which CeleryWorkerDown would page on), and it no longer counts."""
     state = make(Clock())
     state.handle({"type": "worker-online", "hostname": "w1@h"})
+    state.handle({"type": "worker-heartbeat", "hostname": "w1@h", "active": 1})
     state.handle({"type": "worker-offline", "hostname": "w1@h"})
-    assert get(state, "celery_worker_up", hostname="w1@h") == 0
+    assert ("celery_worker_up", (("hostname", "w1@h"),)) not in samples(state)
+    assert not any(name.startswith("celery_worker_") for name, _ in samples(state))
+    assert get(state, "celery_workers") == 0
+    state.handle({"type": "worker-online", "hostname": "w1@h"})
+    assert get(state, "celery_worker_up", hostname="w1@h") == 1
 
 
 def test_hostname_cap_and_hostname_label() -> None:

@@ -415,7 +415,7 @@ class EventState:
                               self.wait_buckets, wait))
         timeout = self.settings.worker_heartbeat_timeout_seconds
         up = GaugeMetricFamily("celery_worker_up", "1 if an event came from the worker within "
-                               "the heartbeat timeout and it did not go offline.",
+                               "the heartbeat timeout; absent once it went offline.",
                                labels=["hostname"])
         active = GaugeMetricFamily("celery_worker_tasks_active",
                                    "Tasks the worker is executing (from its heartbeats).",
@@ -425,7 +425,11 @@ class EventState:
                                         "(from its heartbeats).", labels=["hostname"])
         online = 0
         for host, is_online, silent_for, n_active, n_processed in sorted(workers):
-            alive = is_online and silent_for < timeout
+            if not is_online:
+                # Announced its shutdown (worker-offline): gone, not down. Its series end
+                # on their last value (up 1), so CeleryWorkerDown does not page for it.
+                continue
+            alive = silent_for < timeout
             online += alive
             up.add_metric([host], 1.0 if alive else 0.0)
             if n_active is not None:

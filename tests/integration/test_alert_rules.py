@@ -92,6 +92,30 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
     assert missing == {}, "alert -> (firing, silent) test cases"
 
 
+def _duration(text: str) -> int:
+    return sum(int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u]
+               for n, u in re.findall(r"(\d+)([smhd])", text))
+
+
+def test_stateful_alerts_have_a_resolution_case() -> None:
+    """An alert that looks back over a window (``*_over_time``) must be seen to resolve:
+    a test where it fires and, later in the same series, is silent again."""
+    resolved = set()
+    for path in rule_test_files():
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            cases = test.get("alert_rule_test", [])
+            for case in cases:
+                if not case.get("exp_alerts"):
+                    continue
+                fired_at = _duration(case["eval_time"])
+                if any(c["alertname"] == case["alertname"] and not c.get("exp_alerts")
+                       and _duration(c["eval_time"]) > fired_at for c in cases):
+                    resolved.add(case["alertname"])
+    stateful = {a["alert"] for a in alerts() if "_over_time(" in str(a["expr"])}
+    assert stateful, "no stateful alert found: the check proves nothing"
+    assert sorted(stateful - resolved) == []
+
+
 def test_tests_name_only_existing_alerts() -> None:
     assert sorted(set(_cases()) - {a["alert"] for a in alerts()}) == []
 

@@ -273,7 +273,7 @@ def state_bench(events: int) -> None:
 
     sys.path.insert(0, str(REPO))
     from exporter.collectors.celery.events import EventState
-    from exporter.config import CelerySettings
+    from exporter.collectors.celery.settings import CelerySettings
 
     state = EventState(dataclasses.replace(CelerySettings(), broker_url="redis://x/0"))
     batch = []

@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter import __version__, config, logs
-from exporter.collectors import COLLECTORS, defaults, enabled
+from exporter import __version__, logs, settings
+from exporter.collectors import COLLECTORS, all_setting_paths, defaults, enabled
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import App, make_server
 from exporter.http.webconfig import load_web_config
@@ -37,16 +37,16 @@ class _Parser(argparse.ArgumentParser):
 
 def fail(message: str) -> NoReturn:
     """Print one clear line and exit 2; secrets are scrubbed even here."""
-    sys.stderr.write(f"stackmon: error: {config.one_line(logs.redact(message))}\n")
+    sys.stderr.write(f"stackmon: error: {settings.one_line(logs.redact(message))}\n")
     raise SystemExit(2)
 
 
 class _RefuseSecret(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        leaf: config.Leaf = self.const
+        path: settings.SettingPath = self.const
         fail(f"{option_string}: secrets are not accepted on the command line (other users "
-             f"can read it in the process list); set {leaf.env} or put it in a *_file setting")
+             f"can read it in the process list); set {path.env} or put it in a *_file setting")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,18 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stackmon {__version__}")
     parser.add_argument("--config.file", dest="config_file", metavar="PATH",
                         help="YAML config file (also STACKMON_CONFIG_FILE)")
-    for leaf in config.leaves():
-        dest = "set:" + ".".join(leaf.path)
-        if leaf.secret:
-            parser.add_argument(leaf.flag, dest=dest, action=_RefuseSecret, const=leaf,
+    for path in all_setting_paths():
+        dest = "set:" + path.key
+        if path.secret:
+            parser.add_argument(path.flag, dest=dest, action=_RefuseSecret, const=path,
                                 help=argparse.SUPPRESS)
             continue
-        help_text = leaf.field.metadata.get("help", "")
-        default = leaf.field.default
+        help_text = path.help
+        default = path.field.default
         if default is not None and default is not dataclasses.MISSING:
             help_text += f" (default: {default})"
-        parser.add_argument(leaf.flag, dest=dest, metavar="VALUE",
-                            help=f"{help_text}; env {leaf.env}".replace("%", "%%"))
+        parser.add_argument(path.flag, dest=dest, metavar="VALUE",
+                            help=f"{help_text}; env {path.env}".replace("%", "%%"))
     for spec in COLLECTORS:
         default = {True: "on", False: "off", None: "on when configured"}[spec.default]
         parser.add_argument(f"--collector.{spec.name}", dest=f"set:collectors.{spec.name}",
@@ -79,13 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: Sequence[str], env: dict[str, str]) -> config.Config:
+def parse(argv: Sequence[str], env: dict[str, str]) -> settings.Config:
     """argv + env (+ the file they name) -> validated Config, or ConfigError."""
     ns = vars(build_parser().parse_args(list(argv)))
     flags = {tuple(k[4:].split(".")): v for k, v in ns.items() if k.startswith("set:")}
     config_file = ns.get("config_file") or env.get("STACKMON_CONFIG_FILE") or None
-    return config.load(config_file=config_file, env=env, flags=flags,
-                       collector_defaults=defaults())
+    return settings.load(config_file=config_file, env=env, flags=flags,
+                         collector_defaults=defaults(),
+                         sections=[spec.settings for spec in COLLECTORS])
 
 
 def build_info() -> Iterable[Metric]:
@@ -95,16 +96,17 @@ def build_info() -> Iterable[Metric]:
     return [info]
 
 
-def build_collectors(cfg: config.Config) -> tuple[list[Collector], dict[str, list[Collector]]]:
+def build_collectors(cfg: settings.Config) -> tuple[list[Collector], dict[str, list[Collector]]]:
     """The collectors behind /metrics, and those behind each /probe target name."""
     main: list[Collector] = []
     probes: dict[str, list[Collector]] = {}
     for spec in enabled(cfg):
-        main.extend(spec.build(cfg))
+        section = cfg.sections[spec.name]
+        main.extend(spec.build(section, cfg.scrape))
         if spec.probes is not None:
-            for name, collectors in spec.probes(cfg).items():
+            for name, collectors in spec.probes(section, cfg.scrape).items():
                 if name in probes:
-                    raise config.ConfigError(
+                    raise settings.ConfigError(
                         f'{cfg.source}: {spec.name}: target name "{name}" is already used by '
                         "another section, expected names unique across /probe targets")
                 probes[name] = collectors
@@ -116,12 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = parse(sys.argv[1:] if argv is None else argv, env)
         web = load_web_config(cfg.web.config_file)
-    except config.ConfigError as err:
+    except settings.ConfigError as err:
         fail(str(err))
     logs.setup(cfg.log.level, cfg.secrets())
     try:
         collectors, probe_collectors = build_collectors(cfg)
-    except config.ConfigError as err:
+    except settings.ConfigError as err:
         fail(str(err))
     process = ProcessCollector(registry=None)
     collector_set = CollectorSet(collectors, extras=[build_info, process.collect])
@@ -133,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sets = [collector_set, *probes.values()]
     try:
         server = make_server(cfg.web.listen_address, app, web.ssl_context)
-    except config.ConfigError as err:
+    except settings.ConfigError as err:
         for cs in sets:
             cs.close()
         fail(f"{cfg.source}: {err}")

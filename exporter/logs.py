@@ -9,27 +9,13 @@ Sample line::
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterable
 
-REDACTED = "<redacted>"
-# user:password@ in any URL, whatever we were told.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
-# password=... in libpq key/value strings.
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+from exporter.secrets import REDACTED, redact
 
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove passwords from URLs and DSNs, and every known secret value."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    text = _KV_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
+__all__ = ["REDACTED", "RedactingFormatter", "redact", "setup"]
 
 class RedactingFormatter(logging.Formatter):
     """Formats a record and scrubs secrets from the final text (args and tracebacks too)."""

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need, start the test services, run the whole suite.
+# Install everything the tests need, run the static checks and the whole suite. The tests
+# start their own PostgreSQL, Redis and RabbitMQ; the machine's own are left alone.
 #   bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,7 @@
 """The small Celery app the tests run real workers of (``celery -A tests.celery_test_app``).
 
-The broker comes from ``CELERY_TEST_BROKER``; events are on (``-E`` on the worker,
+The broker comes from ``CELERY_TEST_BROKER`` (tests/helpers/celery.py sets it to one of
+the private test servers); events are on (``-E`` on the worker,
 ``task_send_sent_event`` here, so retries sent by the worker emit task-sent too).
 """
 
@@ -12,8 +13,8 @@ from typing import Any
 
 from celery import Celery
 
-app = Celery("stackmon_test", broker=os.environ.get("CELERY_TEST_BROKER",
-                                                     "redis://127.0.0.1:6379/12"))
+# No default broker: a worker must never fall back to a Redis on the machine's 6379.
+app = Celery("stackmon_test", broker=os.environ.get("CELERY_TEST_BROKER", "memory://"))
 app.conf.update(
     task_send_sent_event=True,
     worker_send_task_events=os.environ.get("CELERY_TEST_EVENTS", "1") == "1",

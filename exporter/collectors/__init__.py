@@ -1,74 +1,35 @@
-"""COLLECTORS: the one table of collectors.
+"""COLLECTORS: the one table of collectors, one SPEC per package.
 
-Each row names a collector (``--collector.<name>`` / ``--no-collector.<name>``,
-``collectors.<name>`` in the config file, label ``collector="<name>"``), how to
-build it from the validated config, and whether it runs by default.  A default of
-``None`` means "on when its section is configured" (see ``configured``).
-
-``probes`` (optional) builds one collector list per named target for the multi-target
-endpoint ``/probe?target=<name>``; ``build`` gives what plain ``/metrics`` serves.
+Each package's ``__init__.py`` holds only its ``SPEC`` (name, help, default, settings
+section, lazy ``build`` / ``probes``); adding a collector is one new package and one
+line here. Importing this module loads no backend driver.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from exporter.collectors.base import Collector
-from exporter.config import Config
-
-
-@dataclass(frozen=True)
-class CollectorSpec:
-    name: str
-    help: str
-    build: Callable[[Config], list[Collector]]
-    default: bool | None = True
-    configured: Callable[[Config], bool] | None = None
-    probes: Callable[[Config], dict[str, list[Collector]]] | None = None
-
-
-def lazy(module: str, function: str) -> Callable[[Config], Any]:
-    """``module.function(cfg)``, imported on first use: a host-only exporter never loads
-    psycopg, redis-py or Celery, which keeps its memory small."""
-
-    def call(cfg: Config) -> Any:
-        return getattr(importlib.import_module(module), function)(cfg)
-
-    call.__qualname__ = f"{module}.{function}"
-    return call
-
+from exporter.collectors import celery, host, postgres, redis, services
+from exporter.collectors.base import CollectorSpec
+from exporter.settings import CORE_SECTIONS, Config, SettingPath, setting_paths
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
-    CollectorSpec("host", "CPU, memory, filesystems, network and disks (node_exporter names)",
-                  lazy("exporter.collectors.host.collector", "build")),
-    CollectorSpec("postgres", "PostgreSQL connections, activity, sizes, locks, replication "
-                  "(postgres_exporter names; postgres.dsn, postgres.targets for /probe)",
-                  lazy("exporter.collectors.postgres.collector", "collectors_for"), default=None,
-                  configured=lambda cfg: cfg.postgres.dsn is not None
-                  or bool(cfg.postgres.targets),
-                  probes=lazy("exporter.collectors.postgres.collector", "probe_collectors")),
-    CollectorSpec("redis", "Redis INFO and SLOWLOG LEN (redis_exporter names; redis.url, "
-                  "redis.targets for /probe)",
-                  lazy("exporter.collectors.redis.collector", "build"), default=None,
-                  configured=lambda cfg: cfg.redis.url is not None or bool(cfg.redis.targets),
-                  probes=lazy("exporter.collectors.redis.collector", "probes")),
-    CollectorSpec("celery", "Celery broker queue lengths, workers and task events "
-                  "(celery-exporter names; celery.broker_url)",
-                  lazy("exporter.collectors.celery.collector", "build"), default=None,
-                  configured=lambda cfg: cfg.celery.broker_url is not None),
-    CollectorSpec("services", "configured HTTP, TCP and nginx stub_status checks "
-                  "(blackbox / nginx-prometheus-exporter)",
-                  lazy("exporter.collectors.services.collector", "build"), default=None,
-                  configured=lambda cfg: bool(cfg.services.checks),
-                  probes=lazy("exporter.collectors.services.collector", "probes")),
+    host.SPEC,
+    postgres.SPEC,
+    redis.SPEC,
+    celery.SPEC,
+    services.SPEC,
 )
+
+# Every settings section: the core ones, then one per collector.
+SECTIONS: tuple[type, ...] = (*CORE_SECTIONS, *(spec.settings for spec in COLLECTORS))
 
 
 def defaults() -> dict[str, bool | None]:
     return {spec.name: spec.default for spec in COLLECTORS}
+
+
+def all_setting_paths() -> list[SettingPath]:
+    """Every scalar setting of every section, as env vars and flags know them."""
+    return setting_paths(SECTIONS)
 
 
 def enabled(config: Config) -> list[CollectorSpec]:
@@ -77,7 +38,7 @@ def enabled(config: Config) -> list[CollectorSpec]:
     for spec in COLLECTORS:
         on = config.collectors.get(spec.name, spec.default)
         if on is None:
-            on = bool(spec.configured and spec.configured(config))
+            on = bool(spec.configured and spec.configured(config.sections[spec.name]))
         if on:
             out.append(spec)
     return out

@@ -18,15 +18,18 @@ Sample self-metrics::
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors")
 
@@ -46,6 +49,41 @@ class Collector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most collectors hold nothing
         """Release connections and threads at shutdown."""
+
+
+# A factory gets its own settings section and the scrape settings, nothing else.
+Build = Callable[[Any, ScrapeSettings], "list[Collector]"]
+Probes = Callable[[Any, ScrapeSettings], "dict[str, list[Collector]]"]
+
+
+@dataclass(frozen=True)
+class CollectorSpec:
+    """One row of the collector table, declared in ``collectors/<name>/__init__.py``.
+
+    ``name`` gives ``--collector.<name>``, ``collectors.<name>`` in the file and the label
+    ``collector="<name>"``; ``settings`` is its section class (YAML key ``name``);
+    ``build`` what plain /metrics serves, ``probes`` one collector list per
+    ``/probe?target=<name>``. A ``default`` of None means "on when ``configured``".
+    """
+
+    name: str
+    help: str
+    settings: type
+    build: Build
+    default: bool | None = True
+    configured: Callable[[Any], bool] | None = None
+    probes: Probes | None = None
+
+
+def lazy(module: str, function: str) -> Callable[..., Any]:
+    """``module.function(*args)``, imported on first call: a host-only exporter never
+    loads psycopg, redis-py or Celery, which keeps its memory small."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), function)(*args)
+
+    call.__qualname__ = f"{module}.{function}"
+    return call
 
 
 @dataclass
@@ -144,17 +182,69 @@ class _Flight:
         self.result: list[Metric] = []
 
 
+# Families every backend shares, declared once so their HELP and labels agree.
+SERVICE_UP = ("stackmon_service_up", "1 if the service answered in this scrape.")
+SERVICE_INFO = ("stackmon_service_info", "Version and role of a service (value always 1).")
+
+
+def service_up_family() -> GaugeMetricFamily:
+    """``stackmon_service_up{service}``: add one sample per service."""
+    return GaugeMetricFamily(*SERVICE_UP, labels=["service"])
+
+
+def service_info_family() -> GaugeMetricFamily:
+    """``stackmon_service_info{service,version,role}``: add one sample per service."""
+    return GaugeMetricFamily(*SERVICE_INFO, labels=["service", "version", "role"])
+
+
+def service_families(service: str, up: float, version: str | None = None,
+                     role: str = "") -> list[Metric]:
+    """The up gauge of one service, plus its info when the version is known::
+
+        stackmon_service_up{service="redis"} 1.0
+        stackmon_service_info{role="primary",service="redis",version="7.0.15"} 1.0
+    """
+    up_family = service_up_family()
+    up_family.add_metric([service], up)
+    if version is None:
+        return [up_family]
+    info = service_info_family()
+    info.add_metric([service, version, role], 1.0)
+    return [up_family, info]
+
+
+class DuplicateSeriesError(ValueError):
+    """Two collectors exported the same family differently, or the same series twice."""
+
+
 def merge_families(metrics: list[Metric]) -> list[Metric]:
-    """Join families that several collectors share (``stackmon_service_up``) into one."""
+    """Join families that several collectors share (``stackmon_service_up``) into one.
+
+    Like client_python's registry it refuses what would make the exposition ambiguous:
+    a family declared with another HELP or type, or a series (name and label set) that
+    is already there. That is a bug in a collector, so it fails loudly.
+    """
     by_name: dict[str, Metric] = {}
+    series: dict[str, set[tuple[str, frozenset[tuple[str, str]]]]] = {}
     out: list[Metric] = []
     for family in metrics:
+        keys = {(s.name, frozenset(s.labels.items())) for s in family.samples}
         first = by_name.get(family.name)
         if first is None:
             by_name[family.name] = family
+            series[family.name] = keys
             out.append(family)
-        else:
-            first.samples.extend(family.samples)
+            continue
+        if (first.documentation, first.type) != (family.documentation, family.type):
+            raise DuplicateSeriesError(
+                f"{family.name}: declared as {first.type} {first.documentation!r} and as "
+                f"{family.type} {family.documentation!r}")
+        twice = series[family.name] & keys
+        if twice:
+            name, labels = sorted(twice, key=repr)[0]
+            raise DuplicateSeriesError(f"{name}{dict(sorted(labels))}: exported twice")
+        series[family.name] |= keys
+        first.samples.extend(family.samples)
     return out
 
 

@@ -33,8 +33,8 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
 from exporter.collectors.base import CollectorSet
-from exporter.config import ConfigError, parse_listen_address
 from exporter.http.webconfig import WebConfig
+from exporter.settings import ConfigError, parse_listen_address
 
 log = logging.getLogger("stackmon.server")
 

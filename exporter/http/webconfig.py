@@ -32,7 +32,7 @@ from typing import Any
 import bcrypt
 import yaml
 
-from exporter.config import ConfigError, read_yaml
+from exporter.settings import ConfigError, read_yaml
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,

@@ -21,7 +21,7 @@ from tests.helpers.prometheus import query
     'rate(node_network_receive_bytes_total[5s])',
     'rate(node_disk_io_time_seconds_total[5s])',
     'time() - node_boot_time_seconds',
-    'scrape_duration_seconds{job="stackmon"} < 1',
+    'scrape_duration_seconds{job="stackmon"} < 5',
     'pg_up == 1',
     'sum by (instance) (pg_stat_activity_count) / on (instance) pg_settings_max_connections',
     'sum by (datname) (rate(pg_stat_database_blks_hit_total[5s])) / sum by (datname) '

@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import backends
 from tests.helpers.docs import table_names
 from tests.helpers.exporter import REPO, Exporter, Samples, free_port, start_exporter, wait_for
 
-REDIS_HOST = os.environ.get("REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("REDIS_PORT", "6379"))
-# The shared Redis DB the Celery tests use (flushed before and after).
-CELERY_REDIS_DB = int(os.environ.get("STACKMON_TEST_CELERY_REDIS_DB", "12"))
-RABBITMQ_HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
-RABBITMQ_PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
+# The session's private Redis and RabbitMQ (tests/helpers/backends.py).
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = backends.REDIS_PORT
+# The private Redis's DB the Celery tests use (flushed before and after).
+CELERY_REDIS_DB = 12
+RABBITMQ_HOST = "127.0.0.1"
+RABBITMQ_PORT = backends.AMQP_PORT
 
 
 @dataclass
@@ -133,12 +135,13 @@ def own_redis(password: str = "") -> Iterator[RedisServer]:
 
 
 def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+    """``rabbitmqctl`` against the session's private RabbitMQ node (started if needed)."""
+    backends.rabbitmq().ctl(*args)
 
 
 @contextmanager
 def rabbit_vhost() -> Iterator[str]:
-    """A vhost of our own on the shared RabbitMQ (guest has all permissions); deleted after."""
+    """A vhost of our own on the private RabbitMQ (guest has all permissions); deleted after."""
     vhost = f"stackmon-celery-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", vhost)
     try:

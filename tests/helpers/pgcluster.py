@@ -1,7 +1,8 @@
 """Throw-away PostgreSQL clusters (initdb/pg_ctl) on free loopback ports, for tests.
 
 They run as the ``postgres`` OS user (initdb refuses root) in temp dirs owned by it.
-Fault tests stop, restart and SIGSTOP these, never the shared server on 5432.
+The session's own server (tests/helpers/backends.py) is one of these; fault tests start,
+stop, restart and SIGSTOP further ones. The machine's server on 5432 is never used.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Cluster:
 
     @classmethod
     def create(cls, options: Sequence[str] = (), hba_lines: Sequence[str] = (),
-               bin_dir: Path = PG_BIN) -> Cluster:
+               bin_dir: Path = PG_BIN, port: int | None = None) -> Cluster:
         """``bin_dir`` picks the server version (another major's initdb/pg_ctl/postgres)."""
         root = make_owned_tempdir("stackmon-pg-")
         datadir = root / "data"
@@ -78,7 +79,7 @@ class Cluster:
         if hba_lines:
             hba = datadir / "pg_hba.conf"
             hba.write_text("\n".join(hba_lines) + "\n" + hba.read_text())
-        cluster = cls(root, datadir, free_port(), options, bin_dir)
+        cluster = cls(root, datadir, port or free_port(), options, bin_dir)
         cluster.start()
         return cluster
 

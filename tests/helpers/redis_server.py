@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -13,9 +12,11 @@ from pathlib import Path
 
 import redis
 
+from tests.helpers.backends import REDIS_URL
 from tests.helpers.exporter import free_port, wait_for
 
-SHARED_URL = os.environ.get("STACKMON_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# The session's private Redis (tests/helpers/backends.py), without a DB number.
+SHARED_URL = REDIS_URL.rsplit("/", 1)[0]
 
 
 class RedisServer:

@@ -25,7 +25,7 @@ N_OK, M_FAIL, K_RETRY, SLEEPS, SLEEP_SECONDS, PILED = 10, 2, 2, 2, 0.3, 4
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[str]:
+def broker(amqp_url: str) -> Iterator[str]:
     with rabbit_vhost() as url:
         yield url
 

@@ -103,7 +103,7 @@ def test_queue_lengths_pile_up_while_no_worker_runs(exporter: Exporter, app: Any
     # Inspect broadcasts (waiting 2 s each for absent workers) stay off the scrape path.
     durations = [exporter.scrape().get("stackmon_scrape_collector_duration_seconds",
                                        collector="celery") for _ in range(10)]
-    assert max(durations) < 1.5, durations  # each broadcast waits 2 s
+    assert max(durations) < 1.9, durations  # each broadcast waits 2 s
     assert count(s, "sent", "stackmon.ok", "prio") == len(PILED_PRIO)
     assert count(s, "received", "stackmon.ok", "prio") == 0
 

@@ -9,7 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.config import DISK_DEVICES_EXCLUDE, FS_MOUNT_POINTS_EXCLUDE, FS_TYPES_EXCLUDE
+from exporter.collectors.host.settings import (
+    DISK_DEVICES_EXCLUDE,
+    FS_MOUNT_POINTS_EXCLUDE,
+    FS_TYPES_EXCLUDE,
+)
 from tests.helpers.exporter import Exporter, Samples, free_port, http_get, wait_for
 
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")

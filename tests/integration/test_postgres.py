@@ -1,4 +1,4 @@
-"""PostgreSQL collector against the shared server on 127.0.0.1:5432: exact values.
+"""PostgreSQL collector against the session's private server: exact values.
 
 Everything we create lives in our own database ``stackmon_test_pg`` (dropped after); the
 exporter itself connects to ``postgres`` so its own session never counts in ours.
@@ -7,7 +7,6 @@ exporter itself connects to ``postgres`` so its own session never counts in ours
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +15,7 @@ import psutil
 import psycopg
 import pytest
 
+from tests.helpers import backends
 from tests.helpers.docs import table_names
 from tests.helpers.exporter import (
     Exporter,
@@ -25,9 +25,10 @@ from tests.helpers.exporter import (
     wait_for,
 )
 
-PG_HOST = os.environ.get("STACKMON_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = os.environ.get("STACKMON_TEST_PG_PORT", "5432")
-PG_USER = os.environ.get("STACKMON_TEST_PG_USER", "postgres")
+# The session's private cluster (tests/helpers/backends.py).
+PG_HOST = "127.0.0.1"
+PG_PORT = str(backends.PG_PORT)
+PG_USER = "postgres"
 DB = "stackmon_test_pg"
 TABLES_DB = "stackmon_test_pg_tables"  # its tables are counted over extra connections
 ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
@@ -264,7 +265,7 @@ def test_a_part_the_server_lacks_leaves_the_others(
     import time
 
     from exporter.collectors.postgres import collector as pgmod
-    from exporter.config import PostgresSettings
+    from exporter.collectors.postgres.settings import PostgresSettings
 
     real = pgmod.build_parts
 

@@ -233,7 +233,7 @@ def test_promtool_full_scrape(exporter: Exporter) -> None:
 def test_docs_config_keys_match_schema() -> None:
     import dataclasses
 
-    from exporter.config import PostgresSettings, PostgresTarget
+    from exporter.collectors.postgres.settings import PostgresSettings, PostgresTarget
     text = Path(__file__).resolve().parents[2].joinpath("docs/postgres.md").read_text()
     documented = set(re.findall(r"^\| `postgres\.([a-z_]+)` \|", text, re.M))
     assert documented == {f.name for f in dataclasses.fields(PostgresSettings)}

@@ -15,16 +15,20 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from tests.helpers import backends
 from tests.helpers.exporter import REPO, Exporter, free_port, start_exporter
 
 MARKER = "zqLEAKMARKx7"
-PG_DSN = os.environ.get("STACKMON_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_HOST = os.environ.get("STACKMON_TEST_REDIS_HOST", "127.0.0.1:6379")
-AMQP_HOST = os.environ.get("STACKMON_TEST_AMQP_HOST", "127.0.0.1:5672")
+# The session's private servers (tests/helpers/backends.py).
+PG_DSN = backends.PG_DSN
+REDIS_HOST = f"127.0.0.1:{backends.REDIS_PORT}"
+AMQP_HOST = f"127.0.0.1:{backends.AMQP_PORT}"
 
 
 @pytest.fixture(scope="module")
-def leaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter, list[bytes]]]:
+def leaky(tmp_path_factory: pytest.TempPathFactory, amqp_url: str
+          ) -> Iterator[tuple[Exporter, list[bytes]]]:
+    """``amqp_url``: the private RabbitMQ is up, so the wrong AMQP password is refused."""
     d = tmp_path_factory.mktemp("leak")
     closed = free_port()
     (d / "pg_pass").write_text(MARKER + "pg\n")

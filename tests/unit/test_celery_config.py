@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import cli, config
+from exporter import cli, settings
 from exporter.collectors import enabled
 from tests.helpers.exporter import REPO
 
@@ -67,7 +67,7 @@ def test_collector_off_without_broker_url() -> None:
       "STACKMON_CELERY_MAX_TASK_NAMES": "0"}, "max_task_names"),
 ])
 def test_bad_values_are_one_clear_error(env: dict[str, str], needle: str) -> None:
-    with pytest.raises(config.ConfigError) as err:
+    with pytest.raises(settings.ConfigError) as err:
         cli.parse([], env)
     assert needle in str(err.value)
     assert "\n" not in str(err.value)

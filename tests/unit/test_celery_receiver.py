@@ -10,7 +10,7 @@ import pytest
 
 from exporter.collectors.celery.collector import make_app
 from exporter.collectors.celery.events import EventReceiverThread, EventState
-from exporter.config import CelerySettings
+from exporter.collectors.celery.settings import CelerySettings
 from tests.helpers.exporter import free_port, wait_for
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exporter.collectors.celery.events import DEFER_SECONDS, OVERFLOW, EventState
-from exporter.config import CelerySettings
+from exporter.collectors.celery.settings import CelerySettings
 
 
 class Clock:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter import cli
-from exporter.config import ConfigError, parse_listen_address
+from exporter.settings import ConfigError, parse_listen_address
 from tests.helpers.exporter import REPO
 
 

@@ -29,8 +29,9 @@ import pytest
 import yaml
 
 from exporter import cli
-from exporter.collectors import COLLECTORS
-from exporter.config import ENV_EXTRA, ConfigError, env_settings, has_password
+from exporter.collectors import COLLECTORS, SECTIONS
+from exporter.secrets import has_password
+from exporter.settings import ENV_EXTRA, ConfigError, env_settings
 from tests.helpers.exporter import REPO
 
 COMPOSE = REPO / "compose.yaml"
@@ -330,7 +331,7 @@ def test_secret_file_settings_name_mounted_secrets(model: Model) -> None:
 
 
 def known_settings() -> set[str]:
-    return set(env_settings(spec.name for spec in COLLECTORS)) | set(ENV_EXTRA)
+    return set(env_settings(SECTIONS, [spec.name for spec in COLLECTORS])) | set(ENV_EXTRA)
 
 
 def unknown_settings(env: dict[str, str]) -> list[str]:

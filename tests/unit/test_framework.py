@@ -122,7 +122,7 @@ def test_duration_and_state_recorded() -> None:
     cs = CollectorSet([slow])
     metrics = cs.collect(time.monotonic() + 2)
     duration = by_name(metrics)["stackmon_scrape_collector_duration_seconds"][0][1]
-    assert 0.05 <= duration < 1.0
+    assert 0.05 <= duration < 1.9
     assert cs.state["slow"].last_success is True
     assert cs.state["slow"].last_success_time is not None
 

@@ -11,10 +11,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import cli, config
+from exporter import cli
+from exporter.collectors import all_setting_paths
+from exporter.settings import ConfigError
 
-KEYS = sorted({leaf.path[0] for leaf in config.leaves()} | {"collectors"})
-SUBKEYS = sorted({leaf.path[1] for leaf in config.leaves()} | {"host", "nope"})
+KEYS = sorted({setting_path.path[0] for setting_path in all_setting_paths()} | {"collectors"})
+SUBKEYS = sorted({setting_path.path[1] for setting_path in all_setting_paths()} | {"host", "nope"})
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
                     st.floats(allow_nan=True), st.text(max_size=20))
 values = st.recursive(scalars, lambda inner: st.one_of(
@@ -30,7 +32,7 @@ trees = st.one_of(values, st.dictionaries(
 def outcome(**kw: Any) -> None:
     try:
         cli.parse(**kw)
-    except config.ConfigError as err:
+    except ConfigError as err:
         text = str(err)
         assert text and "\n" not in text and "Traceback" not in text
 
@@ -55,7 +57,7 @@ def test_random_bytes_as_config_file(raw: bytes) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(env=st.dictionaries(
-    st.sampled_from([leaf.env for leaf in config.leaves()] + ["STACKMON_X"]),
+    st.sampled_from([setting_path.env for setting_path in all_setting_paths()] + ["STACKMON_X"]),
     st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"),
             max_size=15), max_size=4))
 def test_random_env_values(env: dict[str, str]) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 
 from exporter.collectors.host.collector import HostCollector, read_mounts
-from exporter.config import HostSettings
+from exporter.collectors.host.settings import HostSettings
 
 
 def samples(metrics, name):  # type: ignore[no-untyped-def]

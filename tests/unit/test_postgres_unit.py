@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import cli, config
+from exporter import cli, settings
 from exporter.collectors.postgres import collector as pg
 from exporter.collectors.postgres.collector import PostgresCollector
 from tests.helpers.exporter import REPO, free_port
@@ -19,8 +19,14 @@ from tests.helpers.exporter import REPO, free_port
 SECRET = "S3cret-Pa55"
 
 
-def load(env: dict[str, str], argv: list[str] | None = None) -> config.Config:
+def load(env: dict[str, str], argv: list[str] | None = None) -> settings.Config:
     return cli.parse(argv or [], env)
+
+
+def pg_collector(cfg: settings.Config) -> PostgresCollector:
+    (collector,) = pg.build(cfg.postgres, cfg.scrape)
+    assert isinstance(collector, PostgresCollector)
+    return collector
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,18 +61,18 @@ def test_password_file_secret_and_conflict(tmp_path: Path) -> None:
     cfg = load({"STACKMON_POSTGRES_DSN": "host=h user=u",
                 "STACKMON_POSTGRES_PASSWORD_FILE": str(secret_file)})
     assert SECRET in cfg.secrets()
-    with pytest.raises(config.ConfigError) as err:
+    with pytest.raises(settings.ConfigError) as err:
         load({"STACKMON_POSTGRES_DSN": f"host=h user=u password={SECRET}",
               "STACKMON_POSTGRES_PASSWORD_FILE": str(secret_file)})
     assert "postgres.password_file" in str(err.value) and SECRET not in str(err.value)
-    with pytest.raises(config.ConfigError) as err:
+    with pytest.raises(settings.ConfigError) as err:
         load({"STACKMON_POSTGRES_DSN": "host=h", "STACKMON_POSTGRES_PASSWORD_FILE":
               str(tmp_path / "missing")})
     assert "not found" in str(err.value)
 
 
 def test_unparsable_dsn_not_echoed() -> None:
-    with pytest.raises(config.ConfigError) as err:
+    with pytest.raises(settings.ConfigError) as err:
         load({"STACKMON_POSTGRES_DSN": f"host=h password={SECRET} broken"})
     assert "postgres.dsn" in str(err.value) and SECRET not in str(err.value)
 
@@ -84,10 +90,10 @@ postgres:
     cfg = load({}, [f"--config.file={cfg_file}"])
     assert [t.name for t in cfg.postgres.targets] == ["a", "b"]
     assert SECRET in cfg.secrets()
-    assert pg.collectors_for(cfg) == []  # no default DSN: /metrics has no postgres
-    assert sorted(pg.probe_collectors(cfg)) == ["a", "b"]
+    assert pg.build(cfg.postgres, cfg.scrape) == []  # no default DSN: /metrics has no postgres
+    assert sorted(pg.probes(cfg.postgres, cfg.scrape)) == ["a", "b"]
     cfg_file.write_text("postgres:\n  targets:\n    - name: 'bad name/x'\n      dsn: h\n")
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(settings.ConfigError):
         load({}, [f"--config.file={cfg_file}"])
 
 
@@ -118,7 +124,7 @@ def test_settings_units_and_versions() -> None:
 
 def test_failure_metrics_always_have_pg_up() -> None:
     cfg = load({"STACKMON_POSTGRES_DSN": "host=127.0.0.1"})
-    names = {m.name: m.samples[0].value for m in PostgresCollector.from_config(cfg)
+    names = {m.name: m.samples[0].value for m in pg_collector(cfg)
              .failure_metrics()}
     assert names == {"pg_up": 0.0, "stackmon_service_up": 0.0}
 
@@ -173,7 +179,7 @@ def test_silent_server_fails_within_deadline() -> None:
     try:
         cfg = load({"STACKMON_POSTGRES_DSN": f"host=127.0.0.1 port={port} sslmode=disable",
                     "STACKMON_POSTGRES_CONNECT_TIMEOUT_SECONDS": "2"})
-        collector = PostgresCollector.from_config(cfg)
+        collector = pg_collector(cfg)
         start = time.monotonic()
         with pytest.raises(ConnectionError, match="target default"):
             collector.collect(time.monotonic() + 1.0)
@@ -188,7 +194,7 @@ def test_silent_server_fails_within_deadline() -> None:
 
 def test_refused_port_fails_fast() -> None:
     cfg = load({"STACKMON_POSTGRES_DSN": f"host=127.0.0.1 port={free_port()}"})
-    collector = PostgresCollector.from_config(cfg)
+    collector = pg_collector(cfg)
     start = time.monotonic()
     with pytest.raises(ConnectionError):
         collector.collect(time.monotonic() + 5)

@@ -22,7 +22,7 @@ from exporter.collectors.redis.collector import (
     parse_info,
     parse_kv,
 )
-from exporter.config import has_password
+from exporter.secrets import has_password
 
 REDIS6_INFO = (
     "# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\nrun_id:abc\r\n"

@@ -18,7 +18,8 @@ import yaml
 from exporter import cli
 from exporter.collectors import enabled
 from exporter.collectors.services import collector as svc
-from exporter.config import ConfigError, ServiceCheck
+from exporter.collectors.services.settings import ServiceCheck
+from exporter.settings import ConfigError
 
 # ---------------------------------------------------------------------------
 # Config
@@ -91,7 +92,7 @@ def test_secrets_resolved_and_registered(tmp_path: Path, monkeypatch: pytest.Mon
         {"name": "a", "url": "http://h/", "bearer_token_file": str(token)},
         {"name": "b", "url": "http://h/", "basic_auth_user": "u",
          "basic_auth_password_env": "SVC_UNIT_PW"}])
-    assert isinstance(cfg, cli.config.Config)
+    assert isinstance(cfg, cli.settings.Config)
     a, b = cfg.services.checks
     assert a.bearer_token == "the-token"
     assert b.password == "the-password"
@@ -104,7 +105,7 @@ def test_collector_on_only_when_configured(tmp_path: Path) -> None:
     none = cli.parse([], {})
     assert "services" not in [s.name for s in enabled(none)]
     some = parse(tmp_path, [{"name": "a", "type": "tcp", "address": "127.0.0.1:1"}])
-    assert isinstance(some, cli.config.Config)
+    assert isinstance(some, cli.settings.Config)
     assert "services" in [s.name for s in enabled(some)]
 
 

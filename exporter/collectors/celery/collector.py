@@ -35,9 +35,10 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, service_families
 from exporter.collectors.celery.events import EventReceiverThread, EventState
-from exporter.config import CelerySettings, Config
+from exporter.collectors.celery.settings import CelerySettings
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.celery")
 
@@ -122,7 +123,8 @@ class InspectPoller:
         expected = len(self.state.online_workers())
         timeout = self.settings.inspect_timeout_seconds
         replies: dict[str, dict[str, Any]] = {}
-        with self.app.connection_for_write() as conn:
+        # The URL is rebuilt at every connection: a rotated password file is picked up.
+        with self.app.connection_for_write(url=self.settings.url()) as conn:
             if self.settings.enable_events_at_start:
                 self.app.control.enable_events(connection=conn)
             inspect = self.app.control.inspect(timeout=timeout, connection=conn,
@@ -178,7 +180,7 @@ class QueueReader:
         """``{queue: (messages, consumers or None)}``; raises when the broker is down."""
         try:
             if self.conn is None:
-                self.conn = self.app.connection_for_read()
+                self.conn = self.app.connection_for_read(url=self.settings.url())
                 self.conn.ensure_connection(max_retries=1)
             return self._redis(queues) if self.is_redis else self._amqp(queues)
         except Exception:
@@ -243,10 +245,6 @@ class CeleryCollector(Collector):
             self.receiver.start()
             self.inspector.start()
 
-    @classmethod
-    def from_config(cls, config: Config) -> CeleryCollector:
-        return cls(config.celery)
-
     def collect(self, deadline: float) -> list[Metric]:
         self.receiver.ensure_running()
         snapshot = self.inspector.snapshot
@@ -284,16 +282,10 @@ class CeleryCollector(Collector):
         return out
 
     def _service(self, up: float) -> list[Metric]:
-        service_up = GaugeMetricFamily("stackmon_service_up", "1 if the service answered.",
-                                       labels=["service"])
-        service_up.add_metric(["celery"], up)
+        # version: the workers' Celery version; role: the broker transport.
         versions = Counter(self.state.worker_versions())
         version = versions.most_common(1)[0][0] if versions else "unknown"
-        info = GaugeMetricFamily("stackmon_service_info",
-                                 "Service version (workers' Celery version) and role "
-                                 "(broker transport).", labels=["service", "version", "role"])
-        info.add_metric(["celery", version, self.role], 1.0)
-        return [service_up, info]
+        return service_families("celery", up, version, self.role)
 
     def _background_metrics(self) -> list[Metric]:
         out = self.state.metrics()
@@ -351,6 +343,6 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def build(cfg: Config) -> list[Collector]:
-    """The Celery collector for the COLLECTORS table."""
-    return [CeleryCollector.from_config(cfg)]
+def build(settings: CelerySettings, scrape: ScrapeSettings) -> list[Collector]:
+    """What /metrics serves: one collector for the broker."""
+    return [CeleryCollector(settings)]

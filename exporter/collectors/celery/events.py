@@ -43,7 +43,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from exporter.config import CelerySettings
+from exporter.collectors.celery.settings import CelerySettings
 
 log = logging.getLogger("stackmon.collectors.celery")
 
@@ -570,7 +570,8 @@ class EventReceiverThread:
             def on_connection_error(self, exc: Exception, interval: float) -> None:
                 pass  # reported by the supervisor loop
 
-        with self.app.connection_for_read(heartbeat=RECEIVER_HEARTBEAT_SECONDS) as conn:
+        with self.app.connection_for_read(url=self.settings.url(),
+                                          heartbeat=RECEIVER_HEARTBEAT_SECONDS) as conn:
             receiver = Receiver(conn, handlers={"*": state.handle}, app=self.app,
                                 queue_ttl=EVENT_QUEUE_TTL_SECONDS,
                                 queue_expires=EVENT_QUEUE_EXPIRES_SECONDS)

@@ -31,7 +31,8 @@ import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector
-from exporter.config import Config, HostSettings
+from exporter.collectors.host.settings import HostSettings
+from exporter.settings import ScrapeSettings
 
 MEMINFO_FIELDS = (
     "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "SwapTotal",
@@ -144,10 +145,6 @@ class HostCollector(Collector):
             key=_cpu_number)
         self.mounts_file = next((p for p in MOUNTS_FILES if os.access(p, os.R_OK)),
                                 MOUNTS_FILES[-1])
-
-    @classmethod
-    def from_config(cls, config: Config) -> HostCollector:
-        return cls(config.host)
 
     def collect(self, deadline: float) -> list[Metric]:
         out: list[Metric] = []
@@ -312,6 +309,6 @@ class HostCollector(Collector):
         ]
 
 
-def build(cfg: Config) -> list[Collector]:
-    """The host collector for the COLLECTORS table."""
-    return [HostCollector.from_config(cfg)]
+def build(settings: HostSettings, scrape: ScrapeSettings) -> list[Collector]:
+    """What /metrics serves: one host collector."""
+    return [HostCollector(settings)]

@@ -40,8 +40,11 @@ import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from exporter.collectors.base import Collector
-from exporter.config import Config, PostgresSettings, SettingError, read_secret_file
+from exporter.collectors.base import Collector, service_families
+from exporter.collectors.postgres.settings import PostgresSettings
+from exporter.errors import SettingError
+from exporter.secrets import read_secret_file
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.postgres")
 
@@ -411,11 +414,6 @@ class PostgresCollector(Collector):
         self._sizes: tuple[float, list[tuple[Any, ...]]] | None = None  # (when, rows)
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_config(cls, config: Config) -> PostgresCollector:
-        return cls(config.postgres, config.postgres.dsn, config.postgres.password_file,
-                   config.scrape.timeout_seconds)
-
     # --- connection ---------------------------------------------------------------
 
     def _log_once(self, key: str, message: str, *args: Any) -> None:
@@ -534,17 +532,9 @@ class PostgresCollector(Collector):
     def _up_metrics(self, up: float, info: tuple[str, str, str] | None) -> list[Metric]:
         pg_up = GaugeMetricFamily("pg_up", "1 if the last scrape could query PostgreSQL.")
         pg_up.add_metric([], up)
-        service_up = GaugeMetricFamily("stackmon_service_up", "1 if the service answers.",
-                                       labels=["service"])
-        service_up.add_metric([SERVICE], up)
-        out: list[Metric] = [pg_up, service_up]
-        if info is not None:
-            service_info = GaugeMetricFamily(
-                "stackmon_service_info", "Version and role of each service.",
-                labels=["service", "version", "role"])
-            service_info.add_metric([SERVICE, info[1], info[2]], 1.0)
-            out.append(service_info)
-        return out
+        if info is None:
+            return [pg_up, *service_families(SERVICE, up)]
+        return [pg_up, *service_families(SERVICE, up, info[1], info[2])]
 
     def collect(self, deadline: float) -> list[Metric]:
         with self._lock:
@@ -853,19 +843,19 @@ def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     return family
 
 
-def collectors_for(config: Config) -> list[Collector]:
+def build(settings: PostgresSettings, scrape: ScrapeSettings) -> list[Collector]:
     """What plain /metrics serves: the default DSN.
 
     Without one, nothing when named targets exist, else libpq's defaults (PGHOST...).
     """
-    if config.postgres.dsn is None and config.postgres.targets:
+    if settings.dsn is None and settings.targets:
         return []
-    return [PostgresCollector.from_config(config)]
+    return [PostgresCollector(settings, settings.dsn, settings.password_file,
+                              scrape.timeout_seconds)]
 
 
-def probe_collectors(config: Config) -> dict[str, list[Collector]]:
+def probes(settings: PostgresSettings, scrape: ScrapeSettings) -> dict[str, list[Collector]]:
     """One collector per named target for /probe?target=<name>."""
-    return {t.name: [PostgresCollector(config.postgres, t.dsn, t.password_file,
-                                       config.scrape.timeout_seconds, target=t.name)]
-            for t in config.postgres.targets}
-
+    return {t.name: [PostgresCollector(settings, t.dsn, t.password_file,
+                                       scrape.timeout_seconds, target=t.name)]
+            for t in settings.targets}

@@ -43,17 +43,14 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection, parse_url
+from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
-from exporter.collectors.base import Collector
-from exporter.config import (
-    Config,
-    ConfigError,
-    RedisSettings,
-    RedisTarget,
-    SettingError,
-    read_secret_file,
-)
+from exporter.collectors.base import Collector, service_families
+from exporter.collectors.redis.settings import RedisSettings, RedisTarget
+from exporter.errors import ConfigError, SettingError
+from exporter.secrets import read_secret_file
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.redis")
 
@@ -176,6 +173,21 @@ def _number(text: str | None) -> float | None:
         return None
 
 
+class PasswordFileCredentials(CredentialProvider):
+    """Reads the password file at every connect, so a rotated password is picked up."""
+
+    def __init__(self, username: str | None, path: str) -> None:
+        self.username = username
+        self.path = path
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        try:
+            password = read_secret_file(self.path, "password_file")
+        except SettingError as err:
+            raise redis.AuthenticationError(f"password_file: {err.message}") from None
+        return (self.username, password) if self.username else (password,)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and how to connect; ``describe`` is safe for logs (no password)."""
@@ -202,14 +214,12 @@ class Endpoint:
         kw["db"] = 0  # INFO is server-wide; never SELECT
         if self.username is not None:
             kw["username"] = self.username
-        password = self.password
-        if password is None and self.password_file is not None:
-            try:
-                password = read_secret_file(self.password_file, "password_file")
-            except SettingError as err:
-                raise ConfigError(f"redis: password_file: {err.message}") from None
-        if password is not None:
-            kw["password"] = password
+        if self.password is not None:
+            kw["password"] = self.password
+        elif self.password_file is not None:
+            kw["credential_provider"] = PasswordFileCredentials(
+                kw.pop("username", None), self.password_file)
+            kw.pop("password", None)
         kw.update(socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout,
                   retry=Retry(NoBackoff(), 0), protocol=2, health_check_interval=0,
                   **NO_CLIENT_SETINFO)
@@ -368,10 +378,7 @@ class RedisCollector(Collector):
 
     def failure_metrics(self) -> list[Metric]:
         up = GaugeMetricFamily("redis_up", "1 if the last scrape of Redis succeeded.", 0.0)
-        svc = GaugeMetricFamily("stackmon_service_up", "1 if the service answered the scrape.",
-                                labels=["service"])
-        svc.add_metric([SERVICE], 0.0)
-        return [up, svc]
+        return [up, *service_families(SERVICE, 0.0)]
 
     def close(self) -> None:
         self.conn.disconnect()  # type: ignore[no-untyped-call]
@@ -420,13 +427,7 @@ class RedisCollector(Collector):
         out.extend(self._replicas(info))
         version = info.get("redis_version", "")
         role = "replica" if info.get("role") == "slave" else "primary"
-        svc = GaugeMetricFamily("stackmon_service_up", "1 if the service answered the scrape.",
-                                labels=["service"])
-        svc.add_metric([SERVICE], 1.0)
-        svc_info = GaugeMetricFamily("stackmon_service_info", "Service version and role, value 1.",
-                                     labels=["service", "version", "role"])
-        svc_info.add_metric([SERVICE, version, role], 1.0)
-        out.extend((svc, svc_info))
+        out.extend(service_families(SERVICE, 1.0, version, role))
         return out
 
     def _start(self, info: dict[str, str]) -> float | None:
@@ -494,24 +495,6 @@ class RedisCollector(Collector):
             lag.add_metric(labels, _number(kv.get("lag")) or 0.0)
         return [offset, lag]
 
-    @staticmethod
-    def build(cfg: Config) -> list[Collector]:
-        """The collector behind /metrics (when ``redis.url`` is set)."""
-        if cfg.redis.url is None:
-            return []
-        return [RedisCollector.from_settings(cfg.redis)]
-
-    @staticmethod
-    def probes(cfg: Config) -> dict[str, list[Collector]]:
-        """One collector per named target for /probe?target=<name>."""
-        return {t.name: [RedisCollector.from_settings(
-            t, target=t.name, default_timeout=cfg.redis.socket_timeout_seconds)]
-            for t in cfg.redis.targets}
-
-    @staticmethod
-    def configured(cfg: Config) -> bool:
-        return cfg.redis.url is not None or bool(cfg.redis.targets)
-
 
 def _first_word(err: Exception) -> str:
     """A short, password-free summary of a server error: its first line, capped."""
@@ -527,5 +510,15 @@ def _reason(err: Exception) -> str:
             type(err).__name__)[:160]
 
 
-build = RedisCollector.build
-probes = RedisCollector.probes
+def build(settings: RedisSettings, scrape: ScrapeSettings) -> list[Collector]:
+    """The collector behind /metrics (when ``redis.url`` is set)."""
+    if settings.url is None:
+        return []
+    return [RedisCollector.from_settings(settings)]
+
+
+def probes(settings: RedisSettings, scrape: ScrapeSettings) -> dict[str, list[Collector]]:
+    """One collector per named target for /probe?target=<name>."""
+    return {t.name: [RedisCollector.from_settings(
+        t, target=t.name, default_timeout=settings.socket_timeout_seconds)]
+        for t in settings.targets}

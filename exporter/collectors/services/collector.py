@@ -40,8 +40,18 @@ from urllib.parse import urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter import __version__
-from exporter.collectors.base import Collector, ParallelRunner
-from exporter.config import Config, ServiceCheck, parse_host_port
+from exporter.collectors.base import (
+    Collector,
+    ParallelRunner,
+    service_info_family,
+    service_up_family,
+)
+from exporter.collectors.services.settings import (
+    ServiceCheck,
+    ServicesSettings,
+    parse_host_port,
+)
+from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.services")
 
@@ -335,15 +345,6 @@ class ServicesCollector(Collector):
         self.slots = [_Slot(check, _ssl_context(check)) for check in checks]
         self.runner: ParallelRunner[CheckResult] = ParallelRunner("check")
 
-    @classmethod
-    def from_config(cls, cfg: Config) -> ServicesCollector:
-        return cls(cfg.services.checks)
-
-    @classmethod
-    def probes(cls, cfg: Config) -> dict[str, list[Collector]]:
-        """One collector per check for ``/probe?target=<check name>``."""
-        return {check.name: [cls([check])] for check in cfg.services.checks}
-
     def collect(self, deadline: float) -> list[Metric]:
         outcomes = self.runner.run(
             {slot.check.name: functools.partial(self._run, slot) for slot in self.slots},
@@ -392,12 +393,8 @@ class ServicesCollector(Collector):
             slot.last_reason = reason
 
     def _families(self, results: dict[str, CheckResult]) -> list[Metric]:
-        up = GaugeMetricFamily(
-            "stackmon_service_up", "1 if the service answered as expected in this scrape.",
-            labels=["service"])
-        info = GaugeMetricFamily(
-            "stackmon_service_info", "Version and role of a service (value always 1).",
-            labels=["service", "version", "role"])
+        up = service_up_family()  # 1 if the service answered as expected
+        info = service_info_family()
         duration = GaugeMetricFamily(
             "stackmon_service_check_duration_seconds",
             "Time the check took, connecting included (blackbox: probe_duration_seconds).",
@@ -456,9 +453,11 @@ class ServicesCollector(Collector):
         return [f for f in families if f.samples]
 
 
-def build(cfg: Config) -> list[Collector]:
-    """The services collector for the COLLECTORS table."""
-    return [ServicesCollector.from_config(cfg)]
+def build(settings: ServicesSettings, scrape: ScrapeSettings) -> list[Collector]:
+    """What /metrics serves: one collector running every check."""
+    return [ServicesCollector(settings.checks)]
 
 
-probes = ServicesCollector.probes
+def probes(settings: ServicesSettings, scrape: ScrapeSettings) -> dict[str, list[Collector]]:
+    """One collector per check for ``/probe?target=<check name>``."""
+    return {check.name: [ServicesCollector([check])] for check in settings.checks}

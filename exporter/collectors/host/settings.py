@@ -1,0 +1,44 @@
+"""The host collector's section: which filesystems, disks and network devices it skips.
+
+    host:
+      filesystem_mount_points_exclude: "^/(dev|proc|sys)($|/)"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from exporter.settings import setting
+
+# node_exporter's defaults (collector/filesystem_linux.go, diskstats_linux.go).
+FS_MOUNT_POINTS_EXCLUDE = (
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+)
+FS_TYPES_EXCLUDE = (
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
+    r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
+    r"|squashfs|erofs|sysfs|tracefs)$"
+)
+DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    section: ClassVar[str] = "host"
+    filesystem_mount_points_exclude: str = setting(
+        FS_MOUNT_POINTS_EXCLUDE, "regex of mount points to ignore", regex=True
+    )
+    filesystem_fs_types_exclude: str = setting(
+        FS_TYPES_EXCLUDE, "regex of filesystem types to ignore", regex=True
+    )
+    filesystem_mount_timeout_seconds: float = setting(
+        1.0, "a mount whose statfs takes longer is reported as an error and skipped until "
+        "it answers", min=0.01, max=60,
+    )
+    disk_devices_exclude: str = setting(
+        DISK_DEVICES_EXCLUDE, "regex of block devices to ignore", regex=True
+    )
+    network_devices_exclude: str = setting("", "regex of network devices to ignore", regex=True)
+

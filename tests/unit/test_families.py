@@ -1,0 +1,68 @@
+"""Shared families: one declaration of stackmon_service_up / _info for every collector,
+and merge_families refusing what would make the exposition ambiguous."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from exporter.collectors.base import (
+    SERVICE_INFO,
+    SERVICE_UP,
+    DuplicateSeriesError,
+    merge_families,
+    service_families,
+)
+from tests.helpers.exporter import REPO
+
+
+def test_merge_joins_one_family_from_several_collectors() -> None:
+    merged = merge_families([*service_families("postgres", 1.0, "15.4", "primary"),
+                             *service_families("redis", 0.0)])
+    assert [f.name for f in merged] == ["stackmon_service_up", "stackmon_service_info"]
+    up = merged[0]
+    assert up.documentation == SERVICE_UP[1]
+    assert [(s.labels["service"], s.value) for s in up.samples] == [("postgres", 1.0),
+                                                                   ("redis", 0.0)]
+    assert merged[1].samples[0].labels == {"service": "postgres", "version": "15.4",
+                                           "role": "primary"}
+
+
+def test_merge_refuses_another_help_text() -> None:
+    other = GaugeMetricFamily(SERVICE_UP[0], "something else", labels=["service"])
+    other.add_metric(["celery"], 1.0)
+    with pytest.raises(DuplicateSeriesError, match="stackmon_service_up: declared as"):
+        merge_families([*service_families("redis", 1.0), other])
+
+
+def test_merge_refuses_another_type() -> None:
+    counter = CounterMetricFamily("x", "X.", labels=["a"])
+    counter.add_metric(["1"], 1.0)
+    gauge = GaugeMetricFamily("x", "X.", labels=["a"])
+    gauge.add_metric(["2"], 1.0)
+    with pytest.raises(DuplicateSeriesError, match="declared as counter"):
+        merge_families([counter, gauge])
+
+
+def test_merge_refuses_a_series_exported_twice() -> None:
+    with pytest.raises(DuplicateSeriesError, match=r"stackmon_service_up\{'service': 'redis'\}"):
+        merge_families([*service_families("redis", 1.0), *service_families("redis", 0.0)])
+
+
+def test_no_collector_declares_the_service_families_itself() -> None:
+    """Only base.py spells the shared family names (docstrings with sample output aside)."""
+    names = {SERVICE_UP[0], SERVICE_INFO[0]}
+    for path in sorted((Path(REPO) / "exporter" / "collectors").rglob("*.py")):
+        if path.name == "base.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and node.value in names
+                    and id(node) not in docstrings):
+                raise AssertionError(f"{path}: declares {node.value} (use service_families)")

@@ -316,8 +316,9 @@ OVERVIEW = Dash(
                  "{{instance}} {{device}} reads"),
                Q(f'-{rate("node_disk_writes_completed_total", "instance, device")}',
                  "{{instance}} {{device}} writes"), w=8),
-            ts("Disk busy", "Share of time each device was busy with I/O. HostDiskIOSaturated "
-               "fires (warning) above 90 % for 30 m.", "percentunit",
+            ts("Disk busy", "Share of time each device was busy with I/O (100 % on NVMe or "
+               "virtio is not saturation: HostDiskIOSaturated watches the queue depth).",
+               "percentunit",
                Q(rate("node_disk_io_time_seconds_total", "instance, device"),
                  "{{instance}} {{device}}"), steps=above(0.9), max=1, w=8),
         ]),
@@ -377,9 +378,9 @@ DATABASE = Dash(
         ]),
         ("Contention and storage", [
             ts("Deadlocks", "Deadlocks detected in the interval. PostgresDeadlocks fires "
-               "(warning) on any increase over 5 m.", "short",
+               "(warning) above 5 in 5 m.", "short",
                Q(f"sum by (instance, datname) (increase(pg_stat_database_deadlocks{{}}"
-                 f"[{RI}]))", "{{instance}} {{datname}}"), steps=above(0.5), w=8),
+                 f"[{RI}]))", "{{instance}} {{datname}}"), steps=above(5), w=8),
             ts("Locks by mode", "Locks held or awaited per mode (pg_locks_count).", "short",
                Q("sum by (instance, mode) (pg_locks_count{})", "{{instance}} {{mode}}"),
                stack=True, w=8),
@@ -478,7 +479,8 @@ CACHE = Dash(
             ts("Expired keys", "Keys deleted at their TTL per second.", "ops",
                Q(rate("redis_expired_keys_total", "instance"), "{{instance}}"), w=8),
             ts("Evicted keys", "Keys evicted by maxmemory in the interval. RedisEvictions "
-               "fires (warning) on any eviction over 5 m.", "short",
+               "fires (warning) on any eviction over 5 m, unless the policy is allkeys-*.",
+               "short",
                Q(f"increase(redis_evicted_keys_total{{}}[{RI}])", "{{instance}}"),
                steps=above(0.5), w=8),
             ts("Keys per database", "Keys per database and keys with a TTL.", "short",
@@ -540,7 +542,7 @@ CELERY = Dash(
                Q("celery_worker_tasks_reserved{}", "{{hostname}} reserved"),
                Q("celery_worker_tasks_scheduled{}", "{{hostname}} scheduled"), w=6),
             ts("Queue length", "Messages waiting per queue. CeleryQueueBacklogGrowing fires "
-               "(warning) above 100 while growing.", "short",
+               "(warning) above 100 while not draining.", "short",
                Q("celery_queue_length{}", "{{queue_name}}"), steps=above(100), w=6),
             ts("Consumers per queue", "Workers consuming each queue and their pool processes "
                "(celery_active_worker_count, celery_active_process_count; inspect data).",

@@ -5,7 +5,7 @@ run:
 test:
 	bash scripts/test.sh
 lint:
-	.venv/bin/ruff check exporter tests scripts bench grafana && .venv/bin/mypy && .venv/bin/mypy grafana
+	.venv/bin/ruff check exporter tests scripts bench grafana demo && .venv/bin/mypy && .venv/bin/mypy grafana
 alerts:
 	promtool check rules prometheus/rules/*.yml && promtool test rules prometheus/tests/*.yml
 services:

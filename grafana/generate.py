@@ -150,10 +150,10 @@ def tbl(title: str, description: str, unit: str, columns: Sequence[tuple[str, st
 
 
 def up(title: str, description: str, q: Q, w: int = 4, down: str = RED,
-       links: Sequence[tuple[str, str]] = ()) -> P:
+       links: Sequence[tuple[str, str]] = (), texts: tuple[str, str] = ("DOWN", "UP")) -> P:
     """A stat of a 0/1 up-gauge shown as DOWN (``down``: the alert's colour) / UP (green)."""
     return st(title, description, "none", q, steps=[(None, down), (1, GREEN)],
-              mapping={"0": ("DOWN", down), "1": ("UP", GREEN)}, w=w, links=links)
+              mapping={"0": (texts[0], down), "1": (texts[1], GREEN)}, w=w, links=links)
 
 
 def _thresholds(steps: Steps) -> db.ThresholdsConfig:
@@ -389,8 +389,8 @@ OVERVIEW = Dash(
             bar("Memory used", "Memory in use: 1 - MemAvailable / MemTotal. HostMemoryAvailableLow "
                 "fires (warning) when less than 10 % is available for 15 m.", "percentunit",
                 Q(MEM_USED, "{{instance}}"), steps=above(0.9)),
-            bar("Swap", "Swap in use: 1 - SwapFree / SwapTotal (0 % on a host without swap); "
-                "warning above 80 % (node-mixin's swap threshold).", "percentunit",
+            bar("Swap", "Swap in use: 1 - SwapFree / SwapTotal (0 % on a host without swap). "
+                "HostSwapFillingUp fires (warning) above 80 % for 10 m.", "percentunit",
                 Q("1 - node_memory_SwapFree_bytes{} / clamp_min(node_memory_SwapTotal_bytes{}, 1)",
                   "{{instance}}"), steps=above(0.8)),
             bar("Root filesystem", "Share of / not available to users (1 - avail / size). "
@@ -446,7 +446,8 @@ OVERVIEW = Dash(
                "certificate each https check was served "
                "(stackmon_service_tls_cert_expiry_timestamp_seconds - time()). "
                "ServiceTLSCertExpiring fires (warning) below 14 d for 10 m, "
-               "ServiceTLSCertExpiringCritical (critical) below 3 d.", "s",
+               "ServiceTLSCertExpiringCritical fires (critical) below 3 d and "
+               "ServiceTLSCertExpired fires (critical) once it has expired.", "s",
                Q("stackmon_service_tls_cert_expiry_timestamp_seconds{} - time()",
                  "{{instance}} {{service}}"),
                steps=below(3 * 86400, 14 * 86400), w=12),
@@ -495,6 +496,10 @@ OVERVIEW = Dash(
                "short",
                Q("node_load1{}", "{{instance}} 1m"), Q("node_load5{}", "{{instance}} 5m"),
                Q("node_load15{}", "{{instance}} 15m"), Q(CPUS, "{{instance}} cores"), w=8),
+            ts("Load per CPU", "1-minute load average / number of CPUs. HostLoadHigh fires "
+               "(warning) above 2 for 15 m.", "short",
+               Q(f"node_load1{{}} / on (job, instance) {CPUS}", "{{instance}}"),
+               steps=above(2), w=8),
             ts("CPU frequency", "Current frequency per CPU, averaged and the highest "
                "(node_cpu_scaling_frequency_hertz; only where the kernel exposes cpufreq).",
                "hertz",
@@ -521,7 +526,23 @@ OVERVIEW = Dash(
                "percentunit",
                Q('1 - node_filesystem_avail_bytes{fstype!=""} '
                  '/ node_filesystem_size_bytes{fstype!=""}', "{{instance}} {{mountpoint}}"),
-               steps=above(0.85, 0.95), max=1, w=16),
+               steps=above(0.85, 0.95), max=1, w=8),
+            ts("Inodes used", "Share of each filesystem's inodes in use (1 - files_free / "
+               "files). HostInodesFillingUp fires (warning) past 80 % when they will run out "
+               "within a day; HostInodesAlmostExhausted fires (critical) past 95 %.",
+               "percentunit",
+               Q('1 - node_filesystem_files_free{fstype!=""} '
+                 '/ node_filesystem_files{fstype!=""}', "{{instance}} {{mountpoint}}"),
+               steps=above(0.8, 0.95), max=1, w=8),
+            ts("Clock offset", "Distance of the system clock from its time source, either "
+               "way (|node_timex_offset_seconds|). HostClockSkew fires (warning) beyond 50 ms "
+               "while not shrinking.", "s",
+               Q("abs(node_timex_offset_seconds{})", "{{instance}}"), steps=above(0.05), w=8),
+            ts("Clock synchronised", "1 while the kernel reports the clock synchronised "
+               "(node_timex_sync_status). HostClockNotSynchronised fires (warning) when 0 for "
+               "5 m and the maximum error reaches 16 s.", "none",
+               Q("node_timex_sync_status{}", "{{instance}}"),
+               steps=[(None, ORANGE), (1, GREEN)], max=1, w=8),
             tbl("Disk space", "Size, used (size - free), available to users and used share "
                 "per mounted filesystem; the share is coloured at the HostFilesystemFillingUp "
                 "(85 %) and HostFilesystemAlmostFull (95 %) thresholds.", "percentunit",
@@ -616,8 +637,10 @@ DATABASE = Dash(
                "PostgresTooManyConnections fires (warning) above 80 %.", "percentunit",
                Q(PG_CONNECTIONS, "{{instance}}"), steps=above(0.8), w=4),
             st("Uptime", "Time since the postmaster started "
-               "(time() - pg_postmaster_start_time_seconds).", "s",
-               Q("time() - pg_postmaster_start_time_seconds{}", "{{instance}}")),
+               "(time() - pg_postmaster_start_time_seconds). PostgresRestarted fires (warning) "
+               "below 5 m.", "s",
+               Q("time() - pg_postmaster_start_time_seconds{}", "{{instance}}"),
+               steps=below_warning(300)),
             st("Tables", "User tables (ordinary and partitioned) in the selected databases "
                "(pg_database_user_tables).", "short",
                Q(f"sum by ({PG}) (pg_database_user_tables{DB})", "{{instance}}")),
@@ -634,6 +657,19 @@ DATABASE = Dash(
                "threshold. PostgresSlowQueries fires (warning) above 0 for 5 m.", "short",
                Q(f"sum by ({PGDB}) (pg_stat_activity_slow_queries{DB})",
                  "{{instance}} {{datname}}"), steps=above(0.5), w=8),
+            ts("Idle in transaction", "Age of the oldest transaction left idle per database "
+               "(pg_stat_activity_max_tx_duration of the idle-in-transaction states). "
+               "PostgresIdleInTransaction fires (warning) above 5 m.", "s",
+               Q(f"max by ({PGDB}) (pg_stat_activity_max_tx_duration"
+                 '{datname=~"$db", state=~"idle in transaction.*"})',
+                 "{{instance}} {{datname}}"), steps=above(300), w=8),
+            ts("Rollback ratio", "Rolled back / all transactions per database, 0 when idle. "
+               "PostgresHighRollbackRatio fires (warning) above 10 % when busy.",
+               "percentunit",
+               Q(ratio(rate("pg_stat_database_xact_rollback", PGDB, DB),
+                       f'({rate("pg_stat_database_xact_rollback", PGDB, DB)} + '
+                       f'{rate("pg_stat_database_xact_commit", PGDB, DB)})'),
+                 "{{instance}} {{datname}}"), steps=above(0.1), max=1, w=8),
             ts("Transactions", "Commits and rollbacks per second.", "ops",
                *rates(PG, "{{instance}}", {
                    "pg_stat_database_xact_commit": "commits",
@@ -644,7 +680,7 @@ DATABASE = Dash(
                Q(f'{rate("pg_stat_database_blks_hit", PGDB, DB)} / '
                  f'({rate("pg_stat_database_blks_hit", PGDB, DB)} + '
                  f'{rate("pg_stat_database_blks_read", PGDB, DB)})',
-                 "{{instance}} {{datname}}"), steps=below_warning(0.9), max=1, w=8),
+                 "{{instance}} {{datname}}"), steps=below_warning(0.9), max=1, w=12),
             ts("Rows", "Rows returned, fetched, inserted, updated and deleted per second.",
                "short",
                *rates(PG, "{{instance}}", {
@@ -653,7 +689,7 @@ DATABASE = Dash(
                    "pg_stat_database_tup_inserted": "inserted",
                    "pg_stat_database_tup_updated": "updated",
                    "pg_stat_database_tup_deleted": "deleted",
-               }, DB), w=8),
+               }, DB), w=12),
             tbl("Top statements", "The 10 statements with the most execution time in the "
                 "selected range, by queryid (pg_stat_statements; only when stackmon's "
                 "statements collection is on, the query text is never exported).", "s",
@@ -667,9 +703,9 @@ DATABASE = Dash(
         ]),
         ("Contention and storage", [
             ts("Deadlocks", "Deadlocks detected in the interval. PostgresDeadlocks fires "
-               "(warning) on any increase over 5 m.", "short",
+               "(warning) above 5 in 5 m.", "short",
                Q(f"sum by ({PGDB}) (increase(pg_stat_database_deadlocks{DB}[{RI}]))",
-                 "{{instance}} {{datname}}"), steps=above(0.5), w=8),
+                 "{{instance}} {{datname}}"), steps=above(5), w=8),
             ts("Locks by mode", "Locks held or awaited per mode (pg_locks_count).", "short",
                Q(f"sum by ({PG}, mode) (pg_locks_count{DB})", "{{instance}} {{mode}}"),
                stack=True, w=8),
@@ -704,9 +740,10 @@ DATABASE = Dash(
                  for kind in ("write", "flush", "replay")], w=8),
             ts("Replication slot retained WAL", "WAL each replication slot keeps from "
                "removal (pg_replication_slot_retained_wal_bytes); a slot nobody consumes "
-               "fills the disk.", "bytes",
+               "fills the disk. PostgresReplicationSlotWalRetained fires (warning) above 10 GiB.",
+               "bytes",
                Q("pg_replication_slot_retained_wal_bytes{}", "{{instance}} {{slot_name}}"),
-               w=8),
+               steps=above(10 * 1024 ** 3), w=8),
             ts("Replication slots active", "1 while a consumer uses the slot "
                "(pg_replication_slot_active). PostgresReplicationSlotInactive fires "
                "(warning) when 0 for 30 m.", "none",
@@ -804,7 +841,8 @@ CACHE = Dash(
             ts("Expired keys", "Keys deleted at their TTL per second.", "ops",
                Q(rate("redis_expired_keys_total", RD), "{{instance}}"), w=8),
             ts("Evicted keys", "Keys evicted by maxmemory in the interval. RedisEvictions "
-               "fires (warning) on any eviction over 5 m.", "short",
+               "fires (warning) on any eviction over 5 m, unless the policy is allkeys-*.",
+               "short",
                Q(f"increase(redis_evicted_keys_total{{}}[{RI}])", "{{instance}}"),
                steps=above(0.5), w=8),
             ts("Keys per database", "Keys per database and keys with a TTL.", "short",
@@ -812,6 +850,10 @@ CACHE = Dash(
                Q("redis_db_keys_expiring{}", "{{instance}} {{db}} expiring"), w=8),
         ]),
         ("Persistence and replication", [
+            up("Last RDB save", "redis_rdb_last_bgsave_status: 1 if the last background save "
+               "succeeded. RedisRdbSaveFailed fires (warning) when 0 for 5 m.",
+               Q("redis_rdb_last_bgsave_status{}", "{{instance}}"), w=8, down=ORANGE,
+               texts=("FAILED", "OK")),
             ts("Changes since last save", "Writes since the last RDB save.", "short",
                Q("redis_rdb_changes_since_last_save{}", "{{instance}}"), w=8),
             ts("Slow log", "Entries in the slow log.", "short",
@@ -821,10 +863,10 @@ CACHE = Dash(
             ts("Replica link", "On a replica: 1 while the link to the primary is up. "
                "RedisReplicaLinkDown fires (critical) when 0 for 2 m.", "none",
                Q("redis_master_link_up{}", "{{instance}} → {{master_host}}:{{master_port}}"),
-               steps=UP, max=1),
+               steps=UP, max=1, w=8),
             ts("Replica ack lag", "On a primary: seconds since each replica's last ack.",
                "s", Q("redis_connected_slave_lag_seconds{}",
-                      "{{instance}} {{slave_ip}}:{{slave_port}}")),
+                      "{{instance}} {{slave_ip}}:{{slave_port}}"), w=8),
         ]),
     ])
 
@@ -897,7 +939,7 @@ CELERY = Dash(
                Q("celery_worker_tasks_scheduled{}", "{{instance}} {{hostname}} scheduled"),
                w=8),
             ts("Queue length", "Messages waiting per queue. CeleryQueueBacklogGrowing fires "
-               "(warning) above 100 while growing.", "short",
+               "(warning) above 100 while not draining.", "short",
                Q(f"celery_queue_length{QN}", "{{instance}} {{queue_name}}"),
                steps=above(100), w=8),
             ts("Consumers per queue", "Workers consuming each queue and their pool processes "

@@ -59,14 +59,23 @@ def metric_names(expr: str) -> set[str]:
 
 def documented_metrics() -> set[str]:
     """Names in the first column of every metrics table in docs/ (cells may list
-    several names), plus the series of documented histograms."""
+    several names, or a ``prefix_*`` family such as ``pg_settings_*``), plus the series of
+    documented histograms."""
     names: set[str] = set()
     for line in metrics_reference().splitlines():
         if not line.startswith("|"):
             continue
         cells = line.split("|")
-        found = re.findall(r"`([a-zA-Z_:][a-zA-Z0-9_:]*)`", cells[1])
+        found = re.findall(r"`([a-zA-Z_:][a-zA-Z0-9_:]*\*?)`", cells[1])
         names.update(found)
         if len(cells) > 2 and cells[2].strip() == "histogram":
             names.update(f"{n}_{s}" for n in found for s in ("bucket", "sum", "count"))
     return names
+
+
+def undocumented(names: set[str]) -> list[str]:
+    """The names neither documented exactly nor by a ``prefix_*`` family row."""
+    documented = documented_metrics()
+    families = [d[:-1] for d in documented if d.endswith("*")]
+    return sorted(n for n in names - documented
+                  if not any(n.startswith(prefix) for prefix in families))

@@ -95,6 +95,13 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
     sleeper_pid = sleeper.info.backend_pid
     sleeping = threading.Thread(target=lambda: _ignore(sleeper, "SELECT pg_sleep(60)"),
                                 daemon=True)
+    # A dump's long statements are not slow queries (PostgresSlowQueries would page on
+    # every nightly backup).
+    dumper = psycopg.connect(TEST_DSN, autocommit=True, connect_timeout=5,
+                             application_name="pg_dump")
+    dumper_pid = dumper.info.backend_pid
+    dumping = threading.Thread(target=lambda: _ignore(dumper, "SELECT pg_sleep(60)"),
+                               daemon=True)
     try:
         with connect() as setup:
             setup.execute("CREATE TABLE locked (id int)")
@@ -112,6 +119,7 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
             aborted.execute("SELECT 1/0")
         sessions.append(aborted)
         sleeping.start()
+        dumping.start()
 
         def settled() -> Samples | None:
             s = exporter.scrape()
@@ -123,8 +131,8 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
                      state="idle in transaction") == 3
         assert s.get("pg_stat_activity_count", datname=test_db,
                      state="idle in transaction (aborted)") == 1
-        assert s.get("pg_stat_activity_count", datname=test_db, state="active") == 1
-        assert s.get("pg_stat_database_numbackends", datname=test_db) == 8
+        assert s.get("pg_stat_activity_count", datname=test_db, state="active") == 2
+        assert s.get("pg_stat_database_numbackends", datname=test_db) == 9
         assert s.get("pg_locks_count", datname=test_db, mode="sharerowexclusivelock") == 1
         assert s.get("pg_locks_count", datname=test_db, mode="accessexclusivelock") == 0
         assert s.get("pg_stat_activity_max_tx_duration", datname=test_db,
@@ -135,8 +143,11 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
     finally:
         with connect(ADMIN_DSN) as admin:
             admin.execute("SELECT pg_cancel_backend(%s)", (sleeper_pid,))
+            admin.execute("SELECT pg_cancel_backend(%s)", (dumper_pid,))
         sleeping.join(10)
+        dumping.join(10)
         sleeper.close()
+        dumper.close()
         for c in sessions:
             c.close()
         with connect() as cleanup:

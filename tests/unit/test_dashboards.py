@@ -43,7 +43,8 @@ ALERTED: dict[tuple[str, str], list[tuple[str, float, float]]] = {
     ("overview", "Disk space"): [("HostFilesystemAlmostFull", 0.97, 0.9),
                                  ("HostFilesystemFillingUp", 0.9, 0.8)],
     ("overview", "PostgreSQL connections"): [("PostgresTooManyConnections", 0.9, 0.5)],
-    ("overview", "Redis memory"): [("RedisMemoryNearMax", 0.95, 0.5)],
+    ("overview", "Redis memory"): [("RedisMemoryNearMax", 0.95, 0.5),
+                                   ("RedisOutOfSystemMemory", 0.95, 0.5)],
     ("overview", "PostgreSQL"): [("PostgresDown", 0, 1)],
     ("overview", "Redis"): [("RedisDown", 0, 1)],
     ("overview", "Celery"): [("CeleryBrokerDown", 0, 1)],
@@ -56,22 +57,36 @@ ALERTED: dict[tuple[str, str], list[tuple[str, float, float]]] = {
     ("overview", "Memory available"): [("HostMemoryAvailableLow", 0.05, 0.2)],
     ("overview", "Filesystem used"): [("HostFilesystemAlmostFull", 0.97, 0.9),
                                       ("HostFilesystemFillingUp", 0.9, 0.8)],
-    ("overview", "Disk busy"): [("HostDiskIOSaturated", 0.95, 0.5)],
     ("database", "PostgreSQL up"): [("PostgresDown", 0, 1)],
     ("database", "Connections used"): [("PostgresTooManyConnections", 0.9, 0.5)],
     ("database", "Oldest transaction"): [("PostgresLongRunningTransaction", 7200, 60)],
     ("database", "Slow queries"): [("PostgresSlowQueries", 1, 0)],
     ("database", "Cache hit ratio"): [("PostgresCacheHitRatioLow", 0.5, 0.99)],
-    ("database", "Deadlocks"): [("PostgresDeadlocks", 1, 0)],
+    ("database", "Deadlocks"): [("PostgresDeadlocks", 10, 1)],
     ("database", "Standby replay lag"): [("PostgresReplicationLagSeconds", 60, 10)],
     ("database", "Standby lag (bytes)"): [("PostgresReplicationLagBytes", 2 * 1024 ** 3, 1024)],
     ("cache", "Redis up"): [("RedisDown", 0, 1)],
-    ("cache", "Memory used"): [("RedisMemoryNearMax", 0.95, 0.5)],
+    ("cache", "Memory used"): [("RedisMemoryNearMax", 0.95, 0.5),
+                               ("RedisOutOfSystemMemory", 0.95, 0.5)],
+    ("cache", "Last RDB save"): [("RedisRdbSaveFailed", 0, 1)],
+    ("overview", "Swap"): [("HostSwapFillingUp", 0.9, 0.5)],
+    ("overview", "Load per CPU"): [("HostLoadHigh", 3, 1)],
+    ("overview", "Inodes used"): [("HostInodesAlmostExhausted", 0.97, 0.9),
+                                  ("HostInodesFillingUp", 0.9, 0.7)],
+    ("overview", "Clock offset"): [("HostClockSkew", 0.1, 0.01)],
+    ("overview", "Clock synchronised"): [("HostClockNotSynchronised", 0, 1)],
+    ("database", "Uptime"): [("PostgresRestarted", 60, 3600)],
+    ("database", "Idle in transaction"): [("PostgresIdleInTransaction", 600, 60)],
+    ("database", "Rollback ratio"): [("PostgresHighRollbackRatio", 0.2, 0.05)],
+    ("database", "Replication slot retained WAL"):
+        [("PostgresReplicationSlotWalRetained", 11 * 1024 ** 3, 1024 ** 3)],
+    ("database", "Replication slots active"): [("PostgresReplicationSlotInactive", 0, 1)],
     ("cache", "Rejected connections"): [("RedisRejectedConnections", 1, 0)],
     ("cache", "Evicted keys"): [("RedisEvictions", 1, 0)],
     ("cache", "Replica link"): [("RedisReplicaLinkDown", 0, 1)],
     ("overview", "TLS certificate expires in"):
-        [("ServiceTLSCertExpiring", 13 * 86400, 15 * 86400)],
+        [("ServiceTLSCertExpiring", 13 * 86400, 15 * 86400),
+         ("ServiceTLSCertExpiringCritical", 2 * 86400, 5 * 86400)],
     ("overview", "nginx up"): [("NginxDown", 0, 1)],
     ("celery", "Broker up"): [("CeleryBrokerDown", 0, 1)],
     ("celery", "Workers online"): [("CeleryNoWorkers", 0, 2)],
@@ -81,7 +96,8 @@ ALERTED: dict[tuple[str, str], list[tuple[str, float, float]]] = {
     ("celery", "Queue length"): [("CeleryQueueBacklogGrowing", 150, 50)],
 }
 # The panel shows the used share where the alert watches the available one.
-COMPLEMENT = {"HostFilesystemAlmostFull", "HostFilesystemFillingUp"}
+COMPLEMENT = {"HostFilesystemAlmostFull", "HostFilesystemFillingUp",
+              "HostInodesAlmostExhausted", "HostInodesFillingUp"}
 COMPLEMENT_PANELS = {("overview", "Memory used"): {"HostMemoryAvailableLow"}}
 # Alerts with no panel of their own, and why.
 NOT_SHOWN = {
@@ -89,7 +105,15 @@ NOT_SHOWN = {
     "HostFilesystemDeviceError": "a 0/1 flag; the filesystem panel loses the series instead",
     "HostNetworkReceiveErrors": "the network panel shows error rates, not the ratio",
     "HostNetworkTransmitErrors": "the network panel shows error rates, not the ratio",
-    "PostgresReplicationSlotInactive": "replication slots are opt-in and rare",
+    "HostDiskIOSaturated": "alerts on queue depth (weighted I/O time); Disk busy shows busy time",
+    "HostFilesystemFillingUpFast": "a 4-hour trend; the filesystem panels show the used "
+                                   "share, coloured at the 85 % / 95 % tiers",
+    "PostgresMaxConnectionsReached": "an absolute limit minus reserved slots; Connections "
+                                     "used shows the share of max_connections",
+    "ServiceTLSCertExpired": "the TLS panel is already red from 3 days left "
+                             "(ServiceTLSCertExpiringCritical); expired is a negative time",
+    "RedisReplicationBroken": "compares replica counts over an hour; Connected replicas "
+                              "shows the count",
 }
 SEVERITY_COLOUR = {"warning": "orange", "critical": "red"}
 OPS = {">": operator.gt, "<": operator.lt, "==": operator.eq, ">=": operator.ge,

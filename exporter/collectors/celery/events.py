@@ -529,8 +529,12 @@ class EventState:
         processed: dict[str, float] = {}
         online = 0
         for node, is_online, silent_for, n_active, n_processed in workers:
+            if not is_online:
+                # Announced its shutdown (worker-offline): gone, not down. Its series end on
+                # their last value (up 1), so CeleryWorkerDown does not page for it.
+                continue
             host = node_host(node)
-            alive = is_online and silent_for < timeout
+            alive = silent_for < timeout
             online += alive
             up[host] = max(up.get(host, 0.0), 1.0 if alive else 0.0)
             if n_active is not None:

@@ -27,13 +27,17 @@ LEFT JOIN (SELECT datname, state, count(*) AS n,
        ON a.datname = d.datname AND a.state = s.state
 """
 
-# Client statements running longer than the threshold (the exporter's own excluded).
+# Client statements running longer than the threshold. Left out: the exporter's own,
+# autovacuum and other background workers (not 'client backend'), and the dump/restore
+# tools, whose COPY statements run for as long as the tables are big, by design.
+MAINTENANCE_APPLICATIONS = ("pg_dump", "pg_dumpall", "pg_restore")
 SLOW_SQL = """
 SELECT datname, count(*)::float8 FROM pg_stat_activity
 WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-  AND datname IS NOT NULL AND now() - query_start > make_interval(secs => {threshold})
+  AND application_name NOT IN ({maintenance})
+  AND datname IS NOT NULL AND now() - query_start > make_interval(secs => {{threshold}})
 GROUP BY datname
-"""
+""".format(maintenance=", ".join(f"'{n}'" for n in MAINTENANCE_APPLICATIONS))
 
 
 def queries(server: ServerInfo) -> list[PreparedQuery]:

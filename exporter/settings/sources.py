@@ -60,6 +60,17 @@ class Config:
     sections: Mapping[str, Any] = field(default_factory=dict)
     collectors: Mapping[str, bool | None] = field(default_factory=dict)
     source: str = "defaults"
+    # Where each value set by the file, environment or flags came from (see origin()).
+    origins: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+
+    def origin(self, *path: str) -> str:
+        """Where a setting's value came from, for errors found after loading (a port in
+        use): ``flag --web.listen-address``, ``environment STACKMON_WEB_LISTEN_ADDRESS``,
+        the config file's path, or ``defaults``."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.origins:
+                return self.origins[path[:n]]
+        return "defaults"
 
     def __getattr__(self, name: str) -> Any:
         sections = self.__dict__.get("sections", {})
@@ -164,6 +175,7 @@ def load(
     file_label = config_file or "defaults"
     origins = Origins(file_label)
     raw: dict[str, Any] = read_yaml(config_file) if config_file else {}
+    set_by_file = {path: file_label for path in _leaf_paths(raw)}
 
     by_env = env_settings(all_sections, collector_defaults)
     for name in sorted(env):
@@ -213,4 +225,15 @@ def load(
     core = {s.section: built.pop(s.section, s()) for s in CORE_SECTIONS}  # type: ignore[attr-defined]
     collector_sections = {s.section: built.get(s.section) or s()  # type: ignore[attr-defined]
                           for s in sections}
-    return Config(**core, sections=collector_sections, collectors=enabled, source=file_label)
+    return Config(**core, sections=collector_sections, collectors=enabled, source=file_label,
+                  origins={**set_by_file, **origins.by_path})
+
+
+def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The setting paths a YAML tree sets: ``{"web": {"listen_address": ...}}`` gives
+    ``[("web", "listen_address")]``."""
+    out: list[tuple[str, ...]] = []
+    for key, value in tree.items():
+        path = (*prefix, str(key))
+        out += _leaf_paths(value, path) if isinstance(value, Mapping) else [path]
+    return out

@@ -8,10 +8,11 @@ targets; a password lives in the DSN (file or env only) or in ``password_file``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from exporter.secrets import dsn_password, file_secret, read_secret_file
+from exporter.secrets import dsn_password, file_secret, read_secret_file, show
 from exporter.settings import SettingError, check_target_name, setting
 
 
@@ -24,16 +25,37 @@ def _check_dsn(dsn: str | None, password_file: str | None, key: str = "dsn") -> 
         from psycopg.conninfo import conninfo_to_dict
 
         try:
-            conninfo_to_dict(dsn)
+            fields = conninfo_to_dict(dsn)
         except Exception:
             raise SettingError(key, "cannot be parsed, expected a libpq key=value string "
                                "(host=... dbname=...) or a postgresql:// URL") from None
+        _check_dsn_fields(fields, key)
         if password_file and dsn_password(dsn):
             raise SettingError("password_file", "the DSN already contains a password, expected "
                                "the password in one place only")
     if password_file:
         read_secret_file(password_file, "password_file")
 
+
+
+def _check_dsn_fields(fields: Mapping[str, object], key: str) -> None:
+    """Fields libpq only checks when it connects, checked at start instead, so a typo
+    fails once with a clear line rather than on every scrape::
+
+        postgres.dsn: port "notaport" in the DSN, expected a port number 1-65535
+
+    ``port`` may list one port per host (``port=5432,5433``); an empty item means 5432.
+    """
+    port = fields.get("port")
+    if port is not None:
+        for item in str(port).split(","):
+            if item and not (item.isdigit() and 1 <= int(item) <= 65535):
+                raise SettingError(key, f"port {show(item)} in the DSN, expected a port "
+                                   "number 1-65535")
+    timeout = fields.get("connect_timeout")
+    if timeout is not None and not str(timeout).lstrip("-").isdigit():
+        raise SettingError(key, f"connect_timeout {show(str(timeout))} in the DSN, expected "
+                           "whole seconds")
 
 
 @dataclass(frozen=True)

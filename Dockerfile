@@ -1,4 +1,16 @@
 # stackmon exporter image: docker build -t stackmon . (compose.yaml builds it as well).
+# Two stages: the first builds the wheel, the second installs that wheel with its runtime
+# dependencies only, the same install tests/deploy/test_install.py runs and checks.
+FROM python:3.11.14-slim-bookworm AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /src
+COPY pyproject.toml README.md LICENSE ./
+COPY exporter ./exporter
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11.14-slim-bookworm
 
 LABEL org.opencontainers.image.title="stackmon" \
@@ -16,13 +28,10 @@ RUN groupadd --system --gid 10001 stackmon \
     && useradd --system --uid 10001 --gid stackmon --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin stackmon
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY exporter ./exporter
-RUN pip install --no-cache-dir . \
-    && rm -rf /src
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/stackmon-*.whl \
+    && rm -rf /wheels
 
-WORKDIR /
 USER 10001:10001
 EXPOSE 9860
 

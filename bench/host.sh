@@ -10,7 +10,7 @@ OUT=bench/out; mkdir -p "$OUT"
 N=${N:-300} C=${C:-8} K=${K:-50}
 NODE_PORT=${NODE_PORT:-19100} STACKMON_PORT=${STACKMON_PORT:-19860}
 PY=.venv/bin/python
-read -r MP FT DD < <($PY -c 'from exporter.config import *; print(FS_MOUNT_POINTS_EXCLUDE, FS_TYPES_EXCLUDE, DISK_DEVICES_EXCLUDE)')
+read -r MP FT DD < <($PY -c 'from exporter.collectors.host.settings import *; print(FS_MOUNT_POINTS_EXCLUDE, FS_TYPES_EXCLUDE, DISK_DEVICES_EXCLUDE)')
 
 prometheus-node-exporter --web.listen-address=127.0.0.1:$NODE_PORT \
   --collector.filesystem.mount-points-exclude="$MP" --collector.filesystem.fs-types-exclude="$FT" \

@@ -2,42 +2,76 @@
 # bench/pg_bench.sh - stackmon's PostgreSQL collector vs Debian's prometheus-postgres-exporter,
 # same database, same run, 3 runs with the target order rotated.
 #   BENCH_WORK=/tmp/pg-bench-work bash bench/pg_bench.sh
-# Needs ../shared/bench (BENCH=...) and `start_anchors.sh dbs` (PostgreSQL 15 + the bench
-# database; the postgres role's password is set to "bench"). Starts its own two exporters on
-# free loopback ports (postgres_exporter exactly as start_anchors.sh runs it) and stops them.
+# Needs ../shared/bench (BENCH=...), Debian's postgresql-15 and prometheus-postgres-exporter
+# (run as root). Starts its own PostgreSQL 15 cluster on a free loopback port in $WORK
+# (never the machine's server), loads the harness's bench data into it (pgbench scale 5 +
+# 200 tables, as start_anchors.sh does), starts the two exporters on free ports (postgres_exporter
+# exactly as start_anchors.sh runs it) and stops everything at the end.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH=${BENCH:-$HERE/../shared/bench}
 WORK=${BENCH_WORK:-/tmp/stackmon-bench}
 N=${N:-200} C=${C:-8} K=${K:-50}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PY="$HERE/.venv/bin/python"
 mkdir -p "$WORK/results-pg"
-PG_DSN="postgresql://postgres:bench@127.0.0.1:5432/postgres?sslmode=disable"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-P1=$(free_port); P2=$(free_port); P3=$(free_port)
+P1=$(free_port); P2=$(free_port); P3=$(free_port); PGPORT=$(free_port)
 
+# --- a private PostgreSQL 15 with the bench data ---------------------------------------
+PGDATA="$WORK/pgdata"
+rm -rf "$PGDATA"; mkdir -p "$PGDATA"; chown postgres "$PGDATA" "$WORK"
+as_pg() { runuser -u postgres -- "$@"; }
+as_pg "$PGBIN/initdb" -D "$PGDATA" --auth=trust -U postgres >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/postgres.log" -w start \
+  -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1 -c max_connections=50" >/dev/null
+A= S= S0=
+cleanup() {
+  kill $A $S $S0 2>/dev/null || true; wait 2>/dev/null || true
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+PSQL=(as_pg "$PGBIN/psql" -qX -h 127.0.0.1 -p "$PGPORT" -U postgres)
+"${PSQL[@]}" -c 'CREATE DATABASE bench'
+as_pg "$PGBIN/pgbench" -i -s 5 -q -h 127.0.0.1 -p "$PGPORT" -U postgres bench 2>/dev/null
+"${PSQL[@]}" -d bench <<'SQL'
+DO $$
+DECLARE i int;
+BEGIN
+  FOR i IN 1..200 LOOP
+    EXECUTE format('CREATE TABLE public.t%s (id serial PRIMARY KEY, k int NOT NULL, v text, created timestamptz DEFAULT now())', lpad(i::text,3,'0'));
+    EXECUTE format('CREATE INDEX t%s_k_idx ON public.t%s (k)', lpad(i::text,3,'0'), lpad(i::text,3,'0'));
+    EXECUTE format('INSERT INTO public.t%s (k, v) SELECT g %% 97, md5(g::text) FROM generate_series(1, %s) g', lpad(i::text,3,'0'), 200 + (i*37 % 800));
+  END LOOP;
+END $$;
+VACUUM ANALYZE;
+SQL
+as_pg "$PGBIN/pgbench" -c 2 -j 1 -T 10 -n -h 127.0.0.1 -p "$PGPORT" -U postgres bench >/dev/null
+
+# --- the exporters ----------------------------------------------------------------------
+PG_DSN="postgresql://postgres@127.0.0.1:$PGPORT/postgres?sslmode=disable"
 DATA_SOURCE_NAME="${PG_DSN}&application_name=postgres_exporter" \
   runuser -u prometheus -- /usr/bin/prometheus-postgres-exporter \
   --web.listen-address=127.0.0.1:$P1 >"$WORK/results-pg/postgres_exporter.log" 2>&1 &
 A=$!
-STACKMON_POSTGRES_DSN="$PG_DSN" "$HERE/.venv/bin/python" -m exporter --no-collector.host \
+STACKMON_POSTGRES_DSN="$PG_DSN" "$PY" -m exporter --no-collector.host \
   --web.listen-address=127.0.0.1:$P2 >"$WORK/results-pg/stackmon.log" 2>&1 &
 S=$!
 # The same with pg_database_size on every scrape (database_size_refresh_seconds=0).
 STACKMON_POSTGRES_DSN="$PG_DSN" STACKMON_POSTGRES_DATABASE_SIZE_REFRESH_SECONDS=0 \
-  "$HERE/.venv/bin/python" -m exporter --no-collector.host \
+  "$PY" -m exporter --no-collector.host \
   --web.listen-address=127.0.0.1:$P3 >"$WORK/results-pg/stackmon_size0.log" 2>&1 &
 S0=$!
-trap 'kill $A $S $S0 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 for p in $P1 $P2 $P3; do
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$p/metrics" && break; sleep 0.1; done
 done
 T1=postgres_exporter=http://127.0.0.1:$P1/metrics
 T2=stackmon=http://127.0.0.1:$P2/metrics
 T3=stackmon_size0=http://127.0.0.1:$P3/metrics
-DSN='host=127.0.0.1 port=5432 user=postgres password=bench dbname=postgres sslmode=disable'
+DSN="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres sslmode=disable"
 run() {
   local i=$1; shift
-  "$WORK/.venv/bin/python" "$BENCH/scrape_bench.py" -n "$N" -c "$C" -k "$K" \
+  "$PY" "$BENCH/scrape_bench.py" -n "$N" -c "$C" -k "$K" \
     --pg-dsn "$DSN" --json "$WORK/results-pg/run$i.json" "$@" \
     > "$WORK/results-pg/run$i.txt" 2> "$WORK/results-pg/run$i.log"
   echo "== run $i"; cat "$WORK/results-pg/run$i.txt"
@@ -45,6 +79,6 @@ run() {
 run 1 "$T1" "$T2" "$T3"
 run 2 "$T2" "$T3" "$T1"
 run 3 "$T3" "$T1" "$T2"
-"$WORK/.venv/bin/python" "$BENCH/scrape_bench.py" --markdown \
+"$PY" "$BENCH/scrape_bench.py" --markdown \
   --report "$WORK"/results-pg/run{1,2,3}.json > "$WORK/results-pg/report.md" 2>&1 || true
 cat "$WORK/results-pg/report.md"

@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings.ConfigError as err:
         for cs in sets:
             cs.close()
-        fail(f"{cfg.source}: {err}")
+        fail(f"{cfg.origin('web', 'listen_address')}: {err}")
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("msg=\"shutting down\" signal=%s", signal.Signals(signum).name)

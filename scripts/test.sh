@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/bootstrap.sh test
 bash scripts/test-services.sh
-.venv/bin/ruff check exporter tests scripts bench grafana
+.venv/bin/ruff check exporter tests scripts bench grafana demo
 .venv/bin/mypy
 .venv/bin/mypy grafana
 exec .venv/bin/python -m pytest "$@"

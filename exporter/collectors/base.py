@@ -17,6 +17,7 @@ Sample self-metrics::
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib
 import logging
@@ -29,6 +30,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter import logs
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors")
@@ -99,11 +101,20 @@ class RunState:
 T = TypeVar("T")
 
 
-@dataclass
-class Outcome(Generic[T]):
+class CallState(enum.Enum):
     """How one call in a ParallelRunner round ended."""
 
-    state: str  # "ok", "error" (raised), "timeout" (still running at the deadline), "busy"
+    OK = "ok"
+    ERROR = "error"  # raised
+    TIMEOUT = "timeout"  # still running at the deadline
+    BUSY = "busy"  # its call from an earlier round had not returned: not started
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """How one call in a ParallelRunner round ended, with its value or error."""
+
+    state: CallState
     value: T | None = None
     error: Exception | None = None
     duration: float = 0.0
@@ -122,7 +133,7 @@ class ParallelRunner(Generic[T]):
 
     Each call gets the time (``time.monotonic()``) by which it should give up, a margin
     before the deadline. A key whose call from an earlier round has not returned yet is
-    not started again (``state="busy"``), so a hung backend holds one thread, never a
+    not started again (``CallState.BUSY``), so a hung backend holds one thread, never a
     pile of them. Used for the collectors of a scrape and for the checks of the services
     collector.
     """
@@ -145,7 +156,7 @@ class ParallelRunner(Generic[T]):
         for key, call in calls.items():
             with self._lock:
                 if key in self._busy:
-                    outcomes[key] = Outcome("busy")
+                    outcomes[key] = Outcome(CallState.BUSY)
                     continue
                 self._busy.add(key)
             box: list[Outcome[T]] = []
@@ -157,15 +168,15 @@ class ParallelRunner(Generic[T]):
         for key, thread, box, start in started:
             thread.join(max(0.0, wait_until - time.monotonic()))
             outcomes[key] = box[0] if box else Outcome(
-                "timeout", duration=time.monotonic() - start)
+                CallState.TIMEOUT, duration=time.monotonic() - start)
         return outcomes
 
     def _call(self, key: str, call: Callable[[], T], box: list[Outcome[T]]) -> None:
         start = time.monotonic()
         try:
-            outcome: Outcome[T] = Outcome("ok", value=call())
+            outcome: Outcome[T] = Outcome(CallState.OK, value=call())
         except Exception as err:  # isolation: report it, never let it escape the thread
-            outcome = Outcome("error", error=err)
+            outcome = Outcome(CallState.ERROR, error=err)
         finally:
             with self._lock:
                 self._busy.discard(key)
@@ -266,6 +277,7 @@ class CollectorSet:
         self._runner: ParallelRunner[list[Metric]] = ParallelRunner("collector")
         self._flight: _Flight | None = None
         self._extras = list(extras)
+        self._failures = logs.RepeatedFailures(log)
 
     def collect(self, deadline: float) -> list[Metric]:
         """Collect once, or join the collection already in flight."""
@@ -293,7 +305,7 @@ class CollectorSet:
         results: dict[str, tuple[list[Metric], bool, float]] = {}
         for collector in self.collectors:
             outcome = outcomes[collector.name]
-            ok = outcome.state == "ok" and outcome.finished <= deadline
+            ok = outcome.state is CallState.OK and outcome.finished <= deadline
             self._record(collector.name, outcome, ok)
             results[collector.name] = (outcome.value or [] if ok else [], ok, outcome.duration)
 
@@ -325,18 +337,25 @@ class CollectorSet:
     def _record(self, name: str, outcome: Outcome[list[Metric]], ok: bool) -> None:
         """Log a failure and remember the run for the landing page."""
         state = self.state[name]
-        if outcome.state == "busy":
-            log.warning('collector=%s msg="still running from an earlier scrape; not started '
-                        'again"', name)
+        # Logged when the failure starts or changes kind, then once a minute with a count
+        # (logs.RepeatedFailures): a backend down for hours must not log every scrape.
+        key = f"collector={name}"
+        if outcome.state is CallState.BUSY:
+            self._failures.failed(key, "still running from an earlier scrape; not started "
+                                  "again", "deadline")
             state.last_error = "still running"
-        elif outcome.state == "error":
+        elif outcome.state is CallState.ERROR:
             err = outcome.error
-            log.warning('collector=%s msg="collect failed" err="%s"', name, err,
-                        exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
+            assert err is not None
+            self._failures.failed(key, "collect failed", type(err).__name__,
+                                  'cause=%s err="%s"', logs.cause(err), err,
+                                  exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             state.last_error = type(err).__name__
         elif not ok:
-            log.warning('collector=%s msg="deadline exceeded"', name)
+            self._failures.failed(key, "deadline exceeded", "deadline")
             state.last_error = "deadline exceeded"
+        else:
+            self._failures.ok(key)
         state.last_duration = outcome.duration
         state.last_success = ok
         if ok:

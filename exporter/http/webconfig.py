@@ -11,10 +11,15 @@ Example::
     basic_auth_users:
       prometheus: $2b$12$...                       # bcrypt hash (htpasswd -nBC 12 "")
 
-Checking a password costs one bcrypt run (~0.2 s at cost 12) the first time; the
-result is cached under a SHA-256 of user, hash and password, so later scrapes with
-the same credentials stay fast.  Unknown users are checked against a dummy hash so
-the answer takes as long as for known ones.
+Checking a password costs one bcrypt run (~0.25 s at cost 12) the first time; a
+success is cached under a SHA-256 of user, hash and password, so later scrapes with
+the same credentials stay fast and never wait for bcrypt.  A failure is cached for
+``FAILURE_TTL_SECONDS`` in a separate table, so a flood of wrong passwords can neither
+evict the good entries nor make the same wrong guess cost bcrypt again.  At most
+``BCRYPT_CONCURRENCY`` bcrypt runs go at once; a request that cannot get one within
+``BCRYPT_WAIT_SECONDS`` is answered 503 (``authorized`` returns None).  Unknown users
+are checked against a dummy hash of the configured hashes' cost, so the answer takes
+as long as for known ones.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import ssl
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +57,25 @@ CLIENT_AUTH = {
 TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version",
             "max_version", "cipher_suites", "curve_preferences", "prefer_server_cipher_suites")
 TOP_KEYS = ("tls_server_config", "basic_auth_users", "http_server_config")
-CACHE_SIZE = 256
-# bcrypt hash of a random string nobody knows: unknown users cost the same as known ones.
-_DUMMY_HASH = bcrypt.hashpw(b"stackmon-unknown-user", bcrypt.gensalt(rounds=10))
+CACHE_SIZE = 256  # successful credentials remembered (a deployment has a handful)
+FAILURE_CACHE_SIZE = 4096
+FAILURE_TTL_SECONDS = 10.0
+# bcrypt is CPU-bound: more runs at once than cores only makes every one slower.
+BCRYPT_CONCURRENCY = 2
+BCRYPT_WAIT_SECONDS = 2.0
+DEFAULT_COST = 12
+
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost factor of a bcrypt hash: ``$2b$12$...`` -> 12."""
+    return int(hashed.split(b"$")[2])
+
+
+def dummy_hash(users: dict[str, bytes]) -> bytes:
+    """A hash of a random secret at the highest configured cost: checking an unknown
+    user costs as much as checking a known one, so timing does not reveal who exists."""
+    cost = max((bcrypt_cost(h) for h in users.values()), default=DEFAULT_COST)
+    return bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=cost))
 
 
 @dataclass
@@ -61,11 +84,20 @@ class WebConfig:
 
     users: dict[str, bytes] = field(default_factory=dict)
     ssl_context: ssl.SSLContext | None = None
-    _cache: OrderedDict[bytes, bool] = field(default_factory=OrderedDict)
+    dummy: bytes = b""
+    _good: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    _bad: OrderedDict[bytes, float] = field(default_factory=OrderedDict)  # key -> expiry
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _bcrypt: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(BCRYPT_CONCURRENCY))
 
-    def authorized(self, header: str | None) -> bool:
-        """True when no users are configured or the Basic credentials match."""
+    def __post_init__(self) -> None:
+        if self.users and not self.dummy:
+            self.dummy = dummy_hash(self.users)
+
+    def authorized(self, header: str | None) -> bool | None:
+        """True when no users are configured or the Basic credentials match, False when
+        they do not, None when every bcrypt slot stayed busy (answer 503, not 401)."""
         if not self.users:
             return True
         if not header or not header.startswith("Basic "):
@@ -80,17 +112,39 @@ class WebConfig:
         hashed = self.users.get(user)
         key = hashlib.sha256(b"\0".join([user.encode(), hashed or b"",
                                          password.encode()])).digest()
-        with self._lock:
-            cached = self._cache.get(key)
+        cached = self._cached(key)
         if cached is not None:
             return cached
-        # checkpw compares in constant time; unknown users pay for a dummy check too.
-        ok = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
+        if not self._bcrypt.acquire(timeout=BCRYPT_WAIT_SECONDS):
+            return None
+        try:
+            # checkpw compares in constant time; unknown users pay for a dummy check too.
+            ok = bcrypt.checkpw(password.encode(), hashed or self.dummy) and hashed is not None
+        finally:
+            self._bcrypt.release()
         with self._lock:
-            self._cache[key] = ok
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+            if ok:
+                self._good[key] = None
+                while len(self._good) > CACHE_SIZE:
+                    self._good.popitem(last=False)
+            else:
+                self._bad[key] = time.monotonic() + FAILURE_TTL_SECONDS
+                while len(self._bad) > FAILURE_CACHE_SIZE:
+                    self._bad.popitem(last=False)
         return ok
+
+    def _cached(self, key: bytes) -> bool | None:
+        with self._lock:
+            if key in self._good:
+                self._good.move_to_end(key)
+                return True
+            expiry = self._bad.get(key)
+            if expiry is None:
+                return None
+            if expiry > time.monotonic():
+                return False
+            del self._bad[key]
+            return None
 
 
 def _err(path: str, key: str, message: str) -> ConfigError:

@@ -11,6 +11,7 @@ source, the key, the value (never a secret's) and what was expected::
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,23 @@ from exporter.settings.schema import (
     suggest,
 )
 
+# What Kubernetes injects into every pod for a Service named "stackmon" in its namespace
+# (the docker-links convention): STACKMON_SERVICE_HOST, STACKMON_SERVICE_PORT[_<NAME>],
+# STACKMON_PORT, STACKMON_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. Not settings, not typos.
+KUBERNETES_SERVICE_ENV = re.compile(
+    r"STACKMON_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+    r"|PORT|PORT_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)")
+
+
+def is_kubernetes_service_variable(name: str) -> bool:
+    """Whether ``name`` is one of the variables Kubernetes sets for a Service "stackmon".
+
+    >>> [is_kubernetes_service_variable(n) for n in ("STACKMON_PORT_9860_TCP_ADDR",
+    ...     "STACKMON_SERVICE_PORT_METRICS", "STACKMON_PORTS", "STACKMON_WEB_PORT")]
+    [True, True, False, False]
+    """
+    return KUBERNETES_SERVICE_ENV.fullmatch(name) is not None
+
 
 @dataclass(frozen=True)
 class Config:
@@ -42,6 +60,17 @@ class Config:
     sections: Mapping[str, Any] = field(default_factory=dict)
     collectors: Mapping[str, bool | None] = field(default_factory=dict)
     source: str = "defaults"
+    # Where each value set by the file, environment or flags came from (see origin()).
+    origins: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+
+    def origin(self, *path: str) -> str:
+        """Where a setting's value came from, for errors found after loading (a port in
+        use): ``flag --web.listen-address``, ``environment STACKMON_WEB_LISTEN_ADDRESS``,
+        the config file's path, or ``defaults``."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.origins:
+                return self.origins[path[:n]]
+        return "defaults"
 
     def __getattr__(self, name: str) -> Any:
         sections = self.__dict__.get("sections", {})
@@ -146,12 +175,15 @@ def load(
     file_label = config_file or "defaults"
     origins = Origins(file_label)
     raw: dict[str, Any] = read_yaml(config_file) if config_file else {}
+    set_by_file = {path: file_label for path in _leaf_paths(raw)}
 
     by_env = env_settings(all_sections, collector_defaults)
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in ENV_EXTRA:
             continue
         sp = by_env.get(name)
+        if sp is None and is_kubernetes_service_variable(name):
+            continue
         if sp is None:
             raise ConfigError(f"environment: {name}: unknown variable"
                               f"{suggest(name, list(by_env))}")
@@ -193,4 +225,15 @@ def load(
     core = {s.section: built.pop(s.section, s()) for s in CORE_SECTIONS}  # type: ignore[attr-defined]
     collector_sections = {s.section: built.get(s.section) or s()  # type: ignore[attr-defined]
                           for s in sections}
-    return Config(**core, sections=collector_sections, collectors=enabled, source=file_label)
+    return Config(**core, sections=collector_sections, collectors=enabled, source=file_label,
+                  origins={**set_by_file, **origins.by_path})
+
+
+def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The setting paths a YAML tree sets: ``{"web": {"listen_address": ...}}`` gives
+    ``[("web", "listen_address")]``."""
+    out: list[tuple[str, ...]] = []
+    for key, value in tree.items():
+        path = (*prefix, str(key))
+        out += _leaf_paths(value, path) if isinstance(value, Mapping) else [path]
+    return out

@@ -22,6 +22,8 @@ SKIP = {
     "PostgresReplicationSlotInactive",
     # redis_master_link_up: only on a Redis replica.
     "RedisReplicaLinkDown",
+    # pg_replication_slot_retained_wal_bytes: only when a replication slot exists.
+    "PostgresReplicationSlotWalRetained",
 }
 
 # Data queries that cannot be derived by dropping the comparisons.
@@ -29,6 +31,19 @@ OVERRIDES = {
     # The shared Redis has no maxmemory (0): the "> 0" guard would hide the series, and
     # we must not reconfigure the shared server. Division by 0 still yields a sample.
     "RedisMemoryNearMax": "redis_memory_used_bytes / redis_memory_max_bytes",
+    # Rules whose condition is not a comparison with a number at the end of an operand.
+    "CeleryNoWorkers":
+        "celery_workers unless on (job, instance) (stackmon_celery_events_receiver_up == 0)",
+    "CeleryWorkerDown": "last_over_time(celery_worker_up[1d])"
+                        " unless on (job, instance) (stackmon_celery_events_receiver_up == 0)",
+    "RedisEvictions": "increase(redis_evicted_keys_total[5m]) unless on (job, instance)"
+                      ' redis_instance_info{maxmemory_policy=~"allkeys-.*"}',
+    "RedisReplicationBroken": "redis_connected_slaves - max_over_time(redis_connected_slaves[1h])",
+    "PostgresMaxConnectionsReached":
+        "sum by (job, instance) (pg_stat_activity_count) - on (job, instance)"
+        " (pg_settings_max_connections - pg_settings_superuser_reserved_connections)",
+    # The test machine may have no swap: the "> 0" guard would hide the series.
+    "HostSwapFillingUp": "1 - node_memory_SwapFree_bytes / node_memory_SwapTotal_bytes",
 }
 
 COMPARISON = re.compile(r"(?s)(.*\S)\s*(?:==|!=|>=|<=|>|<)\s*(?:bool\s+)?[0-9.e+*\s]+")

@@ -24,10 +24,18 @@ from tests.helpers.prometheus import query
     'scrape_duration_seconds{job="stackmon"} < 5',
     'pg_up == 1',
     'sum by (instance) (pg_stat_activity_count) / on (instance) pg_settings_max_connections',
-    'sum by (datname) (rate(pg_stat_database_blks_hit_total[5s])) / sum by (datname) '
-    '(rate(pg_stat_database_blks_hit_total[5s]) + rate(pg_stat_database_blks_read_total[5s]))',
-    'rate(pg_stat_database_xact_commit_total[5s])',
+    'sum by (datname) (rate(pg_stat_database_blks_hit[5s])) / sum by (datname) '
+    '(rate(pg_stat_database_blks_hit[5s]) + rate(pg_stat_database_blks_read[5s]))',
+    'rate(pg_stat_database_xact_commit[5s])',
     'pg_database_size_bytes',
+    # postgres_mixin / awesome-prometheus-alerts inputs, under postgres_exporter's names
+    'pg_exporter_last_scrape_error == 0',
+    'max by (datname) (pg_stat_activity_max_tx_duration) >= 0',
+    'sum by (instance) (pg_settings_max_connections) '
+    '- sum by (instance) (pg_settings_superuser_reserved_connections)',
+    'rate(pg_stat_bgwriter_checkpoints_timed_total[5s]) >= 0',
+    'pg_locks_count / on (instance) group_left() '
+    '(pg_settings_max_locks_per_transaction * pg_settings_max_connections)',
     'redis_up == 1',
     'redis_memory_used_bytes',
     'rate(redis_commands_processed_total[5s])',

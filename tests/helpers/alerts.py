@@ -9,11 +9,12 @@ from typing import Any
 
 import yaml
 
+from tests.helpers.docs import metrics_reference
 from tests.helpers.exporter import REPO
 
 RULES_DIR = REPO / "prometheus" / "rules"
 TESTS_DIR = REPO / "prometheus" / "tests"
-README = REPO / "README.md"
+ALERTS_PAGE = REPO / "docs" / "alerts.md"
 
 # Series Prometheus makes itself for every target (not exported by stackmon).
 PROMETHEUS_SERIES = {"up"}
@@ -57,18 +58,24 @@ def metric_names(expr: str) -> set[str]:
 
 
 def documented_metrics() -> set[str]:
-    """Names in the first column of every table in README → Metrics reference
-    (cells may list several names), plus the series of documented histograms."""
-    text = README.read_text()
-    start = text.index("\n## Metrics reference\n")
-    end = text.index("\n## ", start + 5)
+    """Names in the first column of every metrics table in docs/ (cells may list
+    several names, or a ``prefix_*`` family such as ``pg_settings_*``), plus the series of
+    documented histograms."""
     names: set[str] = set()
-    for line in text[start:end].splitlines():
+    for line in metrics_reference().splitlines():
         if not line.startswith("|"):
             continue
         cells = line.split("|")
-        found = re.findall(r"`([a-zA-Z_:][a-zA-Z0-9_:]*)`", cells[1])
+        found = re.findall(r"`([a-zA-Z_:][a-zA-Z0-9_:]*\*?)`", cells[1])
         names.update(found)
         if len(cells) > 2 and cells[2].strip() == "histogram":
             names.update(f"{n}_{s}" for n in found for s in ("bucket", "sum", "count"))
     return names
+
+
+def undocumented(names: set[str]) -> list[str]:
+    """The names neither documented exactly nor by a ``prefix_*`` family row."""
+    documented = documented_metrics()
+    families = [d[:-1] for d in documented if d.endswith("*")]
+    return sorted(n for n in names - documented
+                  if not any(n.startswith(prefix) for prefix in families))

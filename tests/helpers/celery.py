@@ -195,7 +195,7 @@ def present(s: Samples, metric: str, labels: dict[str, str]) -> bool:
 
 
 def documented_names() -> set[str]:
-    """Metric names in the first column of the README's Celery metrics table."""
+    """Metric names in the first column of docs/celery.md's metrics table."""
     return {n for n in table_names("celery") if n.startswith(("celery_", "stackmon_celery_"))}
 
 
@@ -207,7 +207,7 @@ def check_docs(s: Samples) -> None:
     emitted = {name + ("_total" if kind == "counter" else "") for name, kind in s.types.items()
                if name.startswith(("celery_", "stackmon_celery_"))}
     documented = documented_names()
-    assert emitted - documented == set(), "emitted but not in the README metrics reference"
+    assert emitted - documented == set(), "emitted but not in docs/celery.md"
     assert documented - emitted - RABBITMQ_ONLY == set(), "documented but not emitted"
 
 

@@ -12,11 +12,22 @@ from tests.helpers.alerts import documented_metrics, metric_names
 from tests.helpers.exporter import REPO
 
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
-SLUGS = ("overview", "database", "cache", "celery")
+SLUGS = ("overview", "database", "cache", "celery", "tasks")
 TAG = "stackmon"
 DATASOURCE_UID = "${datasource}"
 COLOURS = ("green", "orange", "red")          # ok, warning, critical
 SCOPE_MATCHERS = ('job=~"$job"', 'instance=~"$instance"')
+# The Django application's own series (django-prometheus) come from its own scrape
+# target, chosen with the app_job / app_instance variables; not stackmon metrics.
+APP_PREFIX = "django_"
+APP_MATCHERS = ('job=~"$app_job"', 'instance=~"$app_instance"')
+APP_METRICS = {
+    "django_http_requests_latency_seconds_by_view_method_bucket",
+    "django_http_requests_latency_seconds_by_view_method_count",
+    "django_http_responses_total_by_status_view_method_total",
+}
+# Windows a panel may use: the rate window, or the whole range for "over the range" tables.
+WINDOWS = ("$__rate_interval", "$__range")
 
 Json = dict[str, Any]
 
@@ -54,17 +65,22 @@ def lint_expr(expr: str) -> list[str]:
     names = metric_names(expr)
     if not names:
         problems.append("no metric selected")
-    for name in sorted(names - documented_metrics()):
-        problems.append(f"{name}: not in README's metrics reference")
-    unscoped = re.sub(r"[a-zA-Z_:][a-zA-Z0-9_:]*\s*\{([^}]*)\}",
-                      lambda m: m.group(0) if not all(s in m.group(1) for s in SCOPE_MATCHERS)
+    for name in sorted(names - documented_metrics() - APP_METRICS):
+        problems.append(f"{name}: not in the metrics reference (docs/)")
+
+    def matchers(name: str) -> tuple[str, ...]:
+        return APP_MATCHERS if name.startswith(APP_PREFIX) else SCOPE_MATCHERS
+
+    unscoped = re.sub(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}",
+                      lambda m: m.group(0) if not all(s in m.group(2)
+                                                      for s in matchers(m.group(1)))
                       else "", expr)
     for name in sorted(metric_names(unscoped)):
-        problems.append(f"{name}: a selector lacks {', '.join(SCOPE_MATCHERS)}")
+        problems.append(f"{name}: a selector lacks {', '.join(matchers(name))}")
     windows = re.findall(r"\[([^\]]*)\]", expr)
     for window in windows:
-        if window != "$__rate_interval":
-            problems.append(f"range [{window}] is not [$__rate_interval]")
+        if window not in WINDOWS:
+            problems.append(f"range [{window}] is not [$__rate_interval] or [$__range]")
     if len(re.findall(r"\b(?:rate|irate|increase)\s*\(", expr)) > len(windows):
         problems.append("rate(), irate() or increase() without a range")
     return problems
@@ -168,13 +184,15 @@ def link_problems(dashboards: dict[str, Json]) -> list[str]:
     return problems
 
 
-GRAFANA_VARIABLES = {"job": ".+", "instance": ".+", "__rate_interval": "15s"}
+GRAFANA_VARIABLES = {"job": ".+", "instance": ".+", "db": ".*", "queue_name": ".*",
+                     "task": ".*", "app_job": ".*", "app_instance": ".*",
+                     "__rate_interval": "15s", "__range": "1h"}
 
 
-def concrete(expr: str, rate_interval: str = "15s") -> str:
+def concrete(expr: str, rate_interval: str = "15s", **chosen: str) -> str:
     """``expr`` with the Grafana variables replaced by values a plain Prometheus accepts
-    (all jobs and instances, a fixed rate window); an unknown variable raises."""
-    values = {**GRAFANA_VARIABLES, "__rate_interval": rate_interval}
+    (all jobs and instances unless ``chosen``, fixed windows); an unknown variable raises."""
+    values = {**GRAFANA_VARIABLES, "__rate_interval": rate_interval, **chosen}
 
     def value(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2)
@@ -183,3 +201,44 @@ def concrete(expr: str, rate_interval: str = "15s") -> str:
         return values[name]
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def instance_problems(panel: Json) -> list[str]:
+    """With two exporters behind one dashboard no series may hide which one it came from:
+    every aggregation keeps ``instance`` (``by`` lists it) and every legend shows it."""
+    where = f"panel {panel.get('id')} {panel.get('title')!r}"
+    problems = []
+    for t in panel.get("targets", []):
+        expr = str(t.get("expr", ""))
+        for labels in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+            if "instance" not in {label.strip() for label in labels.split(",")}:
+                problems.append(f"query {t.get('refId')}: by ({labels}) drops instance")
+        if re.search(r"\b(?:sum|avg|max|min|count)\s*\(", expr):
+            problems.append(f"query {t.get('refId')}: aggregation without by (…instance…)")
+        if panel.get("type") != "table" and "{{instance}}" not in str(t.get("legendFormat")):
+            problems.append(f"query {t.get('refId')}: legend lacks {{{{instance}}}}")
+    return [f"{where}: {p}" for p in problems]
+
+
+def data_links(dashboard: Json) -> Iterator[tuple[str, str]]:
+    """(panel title, url) of every data link of every panel."""
+    for p in panels(dashboard):
+        for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", []):
+            yield p["title"], str(link.get("url", ""))
+
+
+def data_link_problems(dashboards: dict[str, Json]) -> list[str]:
+    """Every data link opens a shipped dashboard (``/d/<uid>``) for the clicked series'
+    own job and instance, keeping the time range."""
+    uids = {d.get("uid") for d in dashboards.values()}
+    problems = []
+    for name, d in dashboards.items():
+        for title, url in data_links(d):
+            uid = url.removeprefix("/d/").split("?")[0].split("/")[0]
+            if not url.startswith("/d/") or uid not in uids:
+                problems.append(f"{name} / {title}: {url!r} opens no shipped dashboard")
+            for part in ("var-job=${__field.labels.job}",
+                         "var-instance=${__field.labels.instance}", "${__url_time_range}"):
+                if part not in url:
+                    problems.append(f"{name} / {title}: {url!r} lacks {part}")
+    return problems

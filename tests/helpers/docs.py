@@ -1,28 +1,32 @@
-"""The README's metrics reference, one subsection per collector, for the docs tests."""
+"""The metrics tables: one "## Metrics" section per collector page in docs/, plus the
+exporter's self-metrics in docs/metrics.md, for the docs tests."""
 
 from __future__ import annotations
 
 import re
 
+from exporter.collectors import COLLECTORS
 from tests.helpers.exporter import REPO
 
-README = REPO / "README.md"
-SECTIONS = {
-    "host": "Host (`host` collector; node_exporter names)",
-    "postgres": "PostgreSQL (`postgres` collector)",
-    "redis": "Redis (`redis` collector)",
-    "celery": "Celery (`celery` collector)",
-    "services": "Service checks (`services` collector)",
-}
+DOCS = REPO / "docs"
+COLLECTOR_PAGES = tuple(spec.name for spec in COLLECTORS)
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + 5)
+    return text[start:end if end != -1 else len(text)]
 
 
 def metrics_section(collector: str) -> str:
-    """The text of README → Metrics reference → the collector's subsection."""
-    text = README.read_text()
-    start = text.index(f"\n### {SECTIONS[collector]}\n")
-    end = min(i for i in (text.find("\n### ", start + 5), text.find("\n## ", start + 5))
-              if i != -1)
-    return text[start:end]
+    """The text of docs/<collector>.md → Metrics."""
+    return _section((DOCS / f"{collector}.md").read_text(), "## Metrics")
+
+
+def metrics_reference() -> str:
+    """Every metrics table: the self-metrics page and each collector's Metrics section."""
+    return "\n".join([(DOCS / "metrics.md").read_text(),
+                      *(metrics_section(name) for name in COLLECTOR_PAGES)])
 
 
 def table_names(collector: str) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import os
 import signal
 import socket
@@ -66,10 +67,17 @@ class Samples:
     @classmethod
     def parse(cls, text: str) -> Samples:
         out = cls(text)
+        # The parser names counter samples "<name>_total" even where the text has no
+        # _total (postgres_exporter's pg_stat_database_xact_commit): keep the names written.
+        written = {line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines()
+                   if line and not line.startswith("#")}
         for family in text_string_to_metric_families(text):
             out.types[family.name] = family.type
             for s in family.samples:
-                out.samples.setdefault(s.name, []).append((dict(s.labels), s.value))
+                name = s.name
+                if name not in written and name.endswith("_total") and name[:-6] in written:
+                    name = name[:-6]
+                out.samples.setdefault(name, []).append((dict(s.labels), s.value))
         return out
 
     def get(self, name: str, **labels: str) -> float:
@@ -168,4 +176,10 @@ def promtool_complaints(text: str) -> list[str]:
                           capture_output=True, timeout=60)
     lines = (proc.stdout + proc.stderr).decode().splitlines()
     allowed = allowlist()
-    return [line for line in lines if line.strip() and line.split()[0] not in allowed]
+    return [line for line in lines if line.strip() and not allowlisted(line.split()[0], allowed)]
+
+
+def allowlisted(name: str, allowed: set[str]) -> bool:
+    """Exact names, or a ``prefix_*`` glob for a family of anchor names that depends on
+    the kernel (node_exporter's ``node_memory_*`` follows /proc/meminfo's fields)."""
+    return name in allowed or any(fnmatch.fnmatchcase(name, p) for p in allowed if "*" in p)

@@ -82,7 +82,8 @@ def test_up_identity_and_settings(exporter: Exporter) -> None:
     assert s.get("pg_settings_shared_buffers_bytes") == shared_buffers
     assert s.get("pg_postmaster_start_time_seconds") == pytest.approx(float(start), abs=1e-3)
     short = f"{num // 10000}.{num % 10000}.0"
-    assert s.get("pg_version_info", version=version, short_version=short) == 1
+    assert s.get("pg_static", version=version, short_version=short,
+                 server=f"{PG_HOST}:{PG_PORT}") == 1
     assert s.get("stackmon_service_info", service="postgres", version=short,
                  role="primary") == 1
     assert s.get("pg_replication_is_replica") == 0
@@ -94,6 +95,13 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
     sleeper_pid = sleeper.info.backend_pid
     sleeping = threading.Thread(target=lambda: _ignore(sleeper, "SELECT pg_sleep(60)"),
                                 daemon=True)
+    # A dump's long statements are not slow queries (PostgresSlowQueries would page on
+    # every nightly backup).
+    dumper = psycopg.connect(TEST_DSN, autocommit=True, connect_timeout=5,
+                             application_name="pg_dump")
+    dumper_pid = dumper.info.backend_pid
+    dumping = threading.Thread(target=lambda: _ignore(dumper, "SELECT pg_sleep(60)"),
+                               daemon=True)
     try:
         with connect() as setup:
             setup.execute("CREATE TABLE locked (id int)")
@@ -111,6 +119,7 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
             aborted.execute("SELECT 1/0")
         sessions.append(aborted)
         sleeping.start()
+        dumping.start()
 
         def settled() -> Samples | None:
             s = exporter.scrape()
@@ -122,11 +131,11 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
                      state="idle in transaction") == 3
         assert s.get("pg_stat_activity_count", datname=test_db,
                      state="idle in transaction (aborted)") == 1
-        assert s.get("pg_stat_activity_count", datname=test_db, state="active") == 1
-        assert s.get("pg_stat_database_numbackends", datname=test_db) == 8
+        assert s.get("pg_stat_activity_count", datname=test_db, state="active") == 2
+        assert s.get("pg_stat_database_numbackends", datname=test_db) == 9
         assert s.get("pg_locks_count", datname=test_db, mode="sharerowexclusivelock") == 1
         assert s.get("pg_locks_count", datname=test_db, mode="accessexclusivelock") == 0
-        assert s.get("pg_stat_activity_max_tx_duration_seconds", datname=test_db,
+        assert s.get("pg_stat_activity_max_tx_duration", datname=test_db,
                      state="active") >= SLOW_THRESHOLD
         # The connected database's own query never counts as slow or as our lock.
         assert s.get("pg_stat_activity_slow_queries", datname="postgres") == 0
@@ -134,8 +143,11 @@ def test_connection_states_locks_and_slow_query(exporter: Exporter, test_db: str
     finally:
         with connect(ADMIN_DSN) as admin:
             admin.execute("SELECT pg_cancel_backend(%s)", (sleeper_pid,))
+            admin.execute("SELECT pg_cancel_backend(%s)", (dumper_pid,))
         sleeping.join(10)
+        dumping.join(10)
         sleeper.close()
+        dumper.close()
         for c in sessions:
             c.close()
         with connect() as cleanup:
@@ -167,8 +179,8 @@ def test_commits_and_rollbacks_exact(exporter: Exporter, test_db: str) -> None:
     for _attempt in range(3):
         def agree() -> tuple[float, float] | None:
             s = exporter.scrape()
-            got = (s.get("pg_stat_database_xact_commit_total", datname=test_db),
-                   s.get("pg_stat_database_xact_rollback_total", datname=test_db))
+            got = (s.get("pg_stat_database_xact_commit", datname=test_db),
+                   s.get("pg_stat_database_xact_rollback", datname=test_db))
             if _backends(test_db):  # a session that is ending flushes its counters
                 return None
             return got if got == _xacts(test_db) else None
@@ -186,11 +198,11 @@ def test_commits_and_rollbacks_exact(exporter: Exporter, test_db: str) -> None:
 
         def flushed(r0: float = r0) -> Samples | None:
             s = exporter.scrape()
-            return s if s.get("pg_stat_database_xact_rollback_total",
+            return s if s.get("pg_stat_database_xact_rollback",
                               datname=test_db) >= r0 + 4 else None
         after = wait_for(flushed, timeout=15, what="the session's stats to be flushed")
-        commits = after.get("pg_stat_database_xact_commit_total", datname=test_db) - c0
-        rollbacks = after.get("pg_stat_database_xact_rollback_total", datname=test_db) - r0
+        commits = after.get("pg_stat_database_xact_commit", datname=test_db) - c0
+        rollbacks = after.get("pg_stat_database_xact_rollback", datname=test_db) - r0
         assert rollbacks == 4
         if commits == 9:  # 7 + the transaction each new session runs at start
             break
@@ -248,11 +260,24 @@ def documented_names() -> set[str]:
     return table_names("postgres")
 
 
+# Documented series a server has only from some major version on.
+SINCE_16 = {"pg_stat_database_conflicts_confl_active_logicalslot"}
+SINCE_18 = {"pg_stat_database_parallel_workers_to_launch",
+            "pg_stat_database_parallel_workers_launched"}
+
+
+def emitted_names(*scrapes: Samples) -> set[str]:
+    """pg_ sample names of the scrapes; the README's one pg_settings_ row stands for all."""
+    names = {n for s in scrapes for n in s.samples if n.startswith("pg_")}
+    settings = {n for n in names if n.startswith("pg_settings_")}
+    assert "pg_settings_max_connections" in settings and len(settings) > 100
+    return names - settings | {"pg_settings_max_connections"}
+
+
 def test_docs_list_every_emitted_family(exporter: Exporter) -> None:
-    s = exporter.scrape()
-    emitted = {n for n in s.samples if n.startswith("pg_")}
+    emitted = emitted_names(exporter.scrape())
     missing = emitted - documented_names()
-    assert not missing, f"README metrics reference lacks {sorted(missing)}"
+    assert not missing, f"docs/postgres.md metrics table lacks {sorted(missing)}"
 
 
 def test_a_part_the_server_lacks_leaves_the_others(
@@ -266,19 +291,68 @@ def test_a_part_the_server_lacks_leaves_the_others(
 
     from exporter.collectors.postgres import collector as pgmod
     from exporter.collectors.postgres.settings import PostgresSettings
+    from exporter.collectors.postgres.view import PreparedQuery
 
-    real = pgmod.build_parts
+    real = pgmod.build_queries
 
-    def with_bad_part(*args: Any, **kw: Any) -> list[pgmod.Part]:
+    def with_bad_part(*args: Any, **kw: Any) -> list[PreparedQuery]:
         return [*real(*args, **kw),
-                pgmod.Part("missing", "SELECT no_such_column FROM pg_stat_database")]
-    monkeypatch.setattr(pgmod, "build_parts", with_bad_part)
+                PreparedQuery("missing", "SELECT no_such_column FROM pg_stat_database")]
+    monkeypatch.setattr(pgmod, "build_queries", with_bad_part)
     collector = pgmod.PostgresCollector(PostgresSettings(), TEST_DSN)
     try:
-        families = {m.name for m in collector.collect(time.monotonic() + 10)}
+        metrics = collector.collect(time.monotonic() + 10)
     finally:
         collector.close()
+    families = {m.name for m in metrics}
     assert {"pg_up", "pg_stat_database_xact_commit", "pg_stat_activity_count",
-            "pg_database_size_bytes", "pg_stat_bgwriter_checkpoints_timed"} <= families
+            "pg_database_size_bytes", "pg_stat_bgwriter_checkpoints_timed",
+            "pg_exporter_last_scrape_error"} <= families
+    [error] = [m for m in metrics if m.name == "pg_exporter_last_scrape_error"]
+    assert error.samples[0].value == 1  # a query left out is an error, as in the anchor
     failed = [r.getMessage() for r in caplog.records if "cannot query" in r.getMessage()]
     assert len(failed) == 1 and "cannot query missing" in failed[0], failed
+
+
+def test_user_tables_largest_first_capped(test_db: str) -> None:
+    """pg_stat_user_tables_*: the limit's largest tables, with the anchor's values."""
+    with connect() as conn:
+        for name, rows in (("ut_small", 10), ("ut_big", 20000), ("ut_mid", 2000)):
+            conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, pad text)")
+            conn.execute(f"INSERT INTO {name} SELECT g, repeat('x', 100) FROM "
+                         f"generate_series(1, {rows}) g")
+            conn.execute(f"ANALYZE {name}")  # relpages: the size the limit orders by
+        conn.execute("DELETE FROM ut_mid WHERE id <= 500")
+        conn.execute("SELECT count(*) FROM ut_big")
+    env = {"STACKMON_POSTGRES_DSN": TEST_DSN, "STACKMON_POSTGRES_USER_TABLES_LIMIT": "2"}
+    try:
+        for exp in exporter_fixture(["--no-collector.host"], env=env):
+            def flushed(exp: Exporter = exp) -> Samples | None:
+                s = exp.scrape()
+                ok = (s.has("pg_stat_user_tables_n_dead_tup", relname="ut_mid")
+                      and s.get("pg_stat_user_tables_n_dead_tup", relname="ut_mid") == 500
+                      and s.get("pg_stat_user_tables_seq_scan", relname="ut_big") >= 1)
+                return s if ok else None
+            s = wait_for(flushed, timeout=20, what="table statistics to be flushed")
+            tables = {lbl["relname"] for lbl, _ in s.samples["pg_stat_user_tables_seq_scan"]}
+            assert tables == {"ut_big", "ut_mid"}  # ut_small is left out by the limit
+            labels = {"datname": test_db, "schemaname": "public", "relname": "ut_big",
+                      "server": f"{PG_HOST}:{PG_PORT}"}
+            with connect() as conn:
+                row = conn.execute(
+                    "SELECT n_tup_ins, n_live_tup, extract(epoch FROM last_analyze), "
+                    "analyze_count, pg_table_size(relid), pg_indexes_size(relid) "
+                    "FROM pg_stat_user_tables WHERE relname = 'ut_big'").fetchone()
+            assert row is not None
+            assert s.get("pg_stat_user_tables_n_tup_ins", **labels) == row[0] == 20000
+            assert s.get("pg_stat_user_tables_n_live_tup", **labels) == row[1]
+            assert s.get("pg_stat_user_tables_last_analyze", **labels) == \
+                pytest.approx(float(row[2]), abs=1e-3)
+            assert s.get("pg_stat_user_tables_analyze_count", **labels) == row[3] == 1
+            assert s.get("pg_stat_user_tables_table_size_bytes", **labels) == row[4]
+            assert s.get("pg_stat_user_tables_index_size_bytes", **labels) == row[5]
+            assert s.get("pg_stat_user_tables_last_vacuum", **labels) == 0  # never
+            assert "# TYPE pg_stat_user_tables_seq_scan counter\n" in s.text
+    finally:
+        with connect() as conn:
+            conn.execute("DROP TABLE ut_small, ut_big, ut_mid")

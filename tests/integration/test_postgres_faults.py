@@ -103,7 +103,9 @@ def _stackmon_backends(cluster: Cluster, db: str) -> list[tuple[str, str]]:
         f"AND datname = '{db}'")]
 
 
-CONNECT_TRANSACTIONS = 3  # session start, the PREPARE batch, the privilege check
+# session start, reading the server's statement_timeout and setting ours (one message),
+# the PREPARE batch, the privilege check
+CONNECT_TRANSACTIONS = 4
 
 
 def _transactions_for(cluster: Cluster, scrapes: int) -> int:

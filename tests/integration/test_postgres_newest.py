@@ -25,7 +25,7 @@ from tests.helpers.pgcluster import (
     scrape_with_replay_lag,
     wait_streaming,
 )
-from tests.integration.test_postgres import documented_names
+from tests.integration.test_postgres import documented_names, emitted_names
 
 MAJOR = 18
 STANDBY_NAME = "stackmon_standby18"
@@ -111,7 +111,7 @@ def test_version_and_success(exporter: Exporter) -> None:
     s = exporter.scrape()
     assert s.get("pg_up") == 1
     assert s.get("stackmon_scrape_collector_success", collector="postgres") == 1
-    [(labels, _)] = s.samples["pg_version_info"]
+    [(labels, _)] = s.samples["pg_static"]
     assert labels["short_version"].startswith(f"{MAJOR}."), labels
 
 
@@ -122,7 +122,7 @@ def test_checkpointer_counters_match_the_server(exporter: Exporter, primary: Clu
         s = exporter.scrape()
         [(timed, requested)] = primary.sql(
             "SELECT num_timed, num_requested FROM pg_stat_checkpointer")
-        return (requested >= 1
+        return bool(requested >= 1
                 and s.get("pg_stat_bgwriter_checkpoints_req_total") == requested
                 and s.get("pg_stat_bgwriter_checkpoints_timed_total") == timed)
     wait_for(matches, timeout=30, what="checkpoint counters equal to pg_stat_checkpointer")
@@ -142,10 +142,11 @@ def test_replication_both_sides(exporter: Exporter, primary: Cluster) -> None:
 
 def test_every_documented_series_but_the_removed_ones(exporter: Exporter,
                                                       primary: Cluster) -> None:
-    test_replication_both_sides(exporter, primary)  # lag columns filled
-    full = (exporter.scrape().samples.keys()
-            | exporter.scrape("/probe?target=standby").samples.keys())
-    emitted = {n for n in full if n.startswith("pg_")}
+    primary.sql("CREATE TABLE IF NOT EXISTS stackmon_docs_t (id int)")  # pg_stat_user_tables
+    # The lag columns are NULL again soon after the standby catches up: use the scrape
+    # that saw them.
+    lagging = scrape_with_replay_lag(exporter, primary, STANDBY_NAME)
+    emitted = emitted_names(lagging, exporter.scrape("/probe?target=standby"))
     # pg_stat_statements is not in this build of PostgreSQL 18 (no contrib modules).
     expected = {n for n in documented_names() if not n.startswith("pg_stat_statements_")}
     assert expected - BEFORE_17_ONLY - emitted == set(), "documented but not emitted"
@@ -161,8 +162,14 @@ def test_pg_monitor_role_on_18(exporter: Exporter) -> None:
     assert 'target=monitor msg="cannot query' not in exporter.logs()
 
 
+# postgres_exporter's pg_settings_<name> of a 17+ setting whose name holds "summary";
+# not in promtool-allowlist.txt, whose entries must all be exported on the suite's 15.
+NEWER_SETTINGS = ("pg_settings_wal_summary_keep_time_seconds",)
+
+
 def test_promtool_on_18(exporter: Exporter) -> None:
     for path in ("/metrics", "/probe?target=standby"):
         status, _, body = exporter.get(path)
         assert status == 200
-        assert promtool_complaints(body.decode()) == []
+        complaints = promtool_complaints(body.decode())
+        assert [c for c in complaints if not c.startswith(NEWER_SETTINGS)] == []

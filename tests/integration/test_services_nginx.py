@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.collectors.services.collector import parse_stub_status
+from exporter.collectors.services.checks import parse_stub_status
 from tests.helpers.docs import table_names
 from tests.helpers.exporter import REPO, Exporter, free_port, promtool_complaints, start_exporter
 from tests.helpers.services import (

@@ -174,11 +174,17 @@ def test_worker_up_goes_to_zero_then_series_is_purged() -> None:
     assert state.workers == {}
 
 
-def test_worker_offline_is_down_at_once() -> None:
+def test_worker_offline_is_gone_at_once() -> None:
+    """A graceful shutdown is not an outage: the worker's series end (on up 1), they do
+    not turn 0 (which CeleryWorkerDown would page on), and it no longer counts."""
     state = make(Clock())
     state.handle({"type": "worker-online", "hostname": "w1@h"})
+    state.handle({"type": "worker-heartbeat", "hostname": "w1@h", "active": 1})
     state.handle({"type": "worker-offline", "hostname": "w1@h"})
-    assert get(state, "celery_worker_up", hostname="h") == 0
+    assert not any(name.startswith("celery_worker_") for name, _ in samples(state))
+    assert get(state, "celery_workers") == 0
+    state.handle({"type": "worker-online", "hostname": "w1@h"})
+    assert get(state, "celery_worker_up", hostname="h") == 1
 
 
 def test_hostname_cap_and_purge_of_task_series() -> None:

@@ -160,7 +160,8 @@ def test_listen_address_taken_exits_2(tmp_path: Path) -> None:
         proc = run_cli(f"--web.listen-address=127.0.0.1:{port}")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f'stackmon: error: defaults: web.listen_address: "127.0.0.1:{port}" is already in use']
+        f'stackmon: error: flag --web.listen-address: web.listen_address: "127.0.0.1:{port}" '
+        'is already in use']
 
 
 def test_help_lists_generated_flags() -> None:

@@ -76,3 +76,14 @@ def test_host_only_exporter_loads_no_backend_driver() -> None:
                               "--collector.postgres"], capture_output=True, text=True,
                              timeout=60, cwd=REPO, check=True)
     assert "psycopg" in with_pg.stdout
+
+
+def test_docstring_samples_are_true() -> None:
+    """The ``>>>`` samples in the settings engine and the secrets module run as written."""
+    import doctest
+    import importlib
+
+    for name in ("exporter.secrets", "exporter.errors", "exporter.settings.schema",
+                 "exporter.settings.docs"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.failed == 0, name

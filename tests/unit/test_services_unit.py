@@ -17,6 +17,7 @@ import yaml
 
 from exporter import cli
 from exporter.collectors import enabled
+from exporter.collectors.services import checks
 from exporter.collectors.services import collector as svc
 from exporter.collectors.services.settings import ServiceCheck
 from exporter.settings import ConfigError
@@ -98,7 +99,7 @@ def test_secrets_resolved_and_registered(tmp_path: Path, monkeypatch: pytest.Mon
     assert b.password == "the-password"
     assert {"the-token", "the-password"} <= set(cfg.secrets())
     assert "the-token" not in repr(cfg) and "the-password" not in repr(cfg)
-    assert svc._auth_header(a) == "Bearer the-token"
+    assert checks.auth_header(a) == "Bearer the-token"
 
 
 def test_collector_on_only_when_configured(tmp_path: Path) -> None:
@@ -129,23 +130,23 @@ def make_cert(tmp_path: Path, days: int) -> tuple[bytes, float]:
 @pytest.mark.parametrize("days", [30, 12000])  # UTCTime before 2050, GeneralizedTime after
 def test_cert_not_after(tmp_path: Path, days: int) -> None:
     der, not_after = make_cert(tmp_path, days)
-    assert svc.cert_not_after(der) == not_after
+    assert checks.cert_not_after(der) == not_after
 
 
 def test_cert_not_after_truncated(tmp_path: Path) -> None:
     der, _ = make_cert(tmp_path, 30)
     with pytest.raises(ValueError):
-        svc.cert_not_after(der[:40])
+        checks.cert_not_after(der[:40])
 
 
 def test_stub_status_parse() -> None:
     body = ("Active connections: 3 \nserver accepts handled requests\n 10 9 42 \n"
             "Reading: 0 Writing: 1 Waiting: 2 \n")
-    stub = svc.parse_stub_status(body)
+    stub = checks.parse_stub_status(body)
     assert (stub.active, stub.accepted, stub.handled, stub.requests) == (3, 10, 9, 42)
     assert (stub.reading, stub.writing, stub.waiting) == (0, 1, 2)
-    with pytest.raises(svc.CheckFailed) as err:
-        svc.parse_stub_status("<html>hello</html>")
+    with pytest.raises(checks.CheckFailed) as err:
+        checks.parse_stub_status("<html>hello</html>")
     assert err.value.reason == "stub_status"
 
 
@@ -154,20 +155,20 @@ def test_stub_status_parse() -> None:
     (ConnectionRefusedError(), "refused"), (socket.gaierror(), "dns"),
     (ssl.SSLCertVerificationError(), "tls_verify"), (ssl.SSLError(), "tls"),
     (http.client.BadStatusLine("x"), "protocol"), (ConnectionResetError(), "network"),
-    (RuntimeError("bug"), "error"), (svc.CheckFailed("body"), "body"),
+    (RuntimeError("bug"), "error"), (checks.CheckFailed("body"), "body"),
 ])
 def test_classify(err: BaseException, reason: str) -> None:
-    assert svc.classify(err) == reason
-    assert reason in svc.REASONS
+    assert checks.classify(err) == reason
+    assert reason in checks.REASONS
 
 
 def test_clean_version() -> None:
-    assert svc._clean_version("nginx/1.22.1", nginx_server=True) == "1.22.1"
-    assert svc._clean_version("nginx/1.22.1 (Debian)", nginx_server=True) == "1.22.1"
-    assert svc._clean_version("nginx", nginx_server=True) is None
-    assert svc._clean_version(None, nginx_server=False) is None
-    assert svc._clean_version(" 4.2 ", nginx_server=False) == "4.2"
-    assert len(svc._clean_version("v" * 500, nginx_server=False) or "") == svc.VERSION_MAX_LEN
+    assert checks.clean_version("nginx/1.22.1", nginx_server=True) == "1.22.1"
+    assert checks.clean_version("nginx/1.22.1 (Debian)", nginx_server=True) == "1.22.1"
+    assert checks.clean_version("nginx", nginx_server=True) is None
+    assert checks.clean_version(None, nginx_server=False) is None
+    assert checks.clean_version(" 4.2 ", nginx_server=False) == "4.2"
+    assert len(checks.clean_version("v" * 500, nginx_server=False) or "") == checks.VERSION_MAX_LEN
 
 
 # ---------------------------------------------------------------------------
@@ -191,13 +192,13 @@ def test_hanging_check_cut_at_deadline_and_not_piled_up(monkeypatch: pytest.Monk
                                                         ) -> None:
     release = threading.Event()
     calls: list[str] = []
-    real = svc.check_tcp
+    real = checks.check_tcp
 
-    def fake(check: ServiceCheck, deadline: float) -> svc.CheckResult:
+    def fake(check: ServiceCheck, deadline: float) -> checks.CheckResult:
         calls.append(check.name)
         if check.name == "hang":
             release.wait(30)  # ignores its deadline, as a stuck DNS lookup would
-            return svc.CheckResult(up=True, duration=0.0)
+            return checks.CheckResult(up=True, duration=0.0)
         return real(check, deadline)
 
     monkeypatch.setattr(svc, "check_tcp", fake)
@@ -220,7 +221,7 @@ def test_hanging_check_cut_at_deadline_and_not_piled_up(monkeypatch: pytest.Monk
 
 
 def test_bug_in_one_check_does_not_break_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(check: ServiceCheck, deadline: float, context: object) -> svc.CheckResult:
+    def broken(check: ServiceCheck, deadline: float, context: object) -> checks.CheckResult:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(svc, "check_http", broken)
@@ -258,5 +259,5 @@ def test_logs_once_per_state_change(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_log_target_drops_query() -> None:
     check = ServiceCheck(name="q", url="http://h:8000/health?token=abc123")
-    assert svc._log_target(check) == "http://h:8000/health"
-    assert svc._log_target(tcp("t", "db:5432")) == "db:5432"
+    assert checks.log_target(check) == "http://h:8000/health"
+    assert checks.log_target(tcp("t", "db:5432")) == "db:5432"

@@ -43,6 +43,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter import logs
 from exporter.collectors.base import Collector, service_families
 from exporter.collectors.celery.events import EventReceiverThread, EventState, node_host
 from exporter.collectors.celery.settings import CelerySettings
@@ -105,6 +106,7 @@ class InspectPoller:
         self.ok = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failures = logs.RepeatedFailures(log)
 
     def start(self) -> None:
         if self.settings.inspect_interval_seconds <= 0:
@@ -122,9 +124,12 @@ class InspectPoller:
             try:
                 self.refresh()
                 self.ok = True
+                self._failures.ok("collector=celery part=inspect")
             except Exception as err:
                 self.ok = False
-                log.warning('collector=celery msg="inspect refresh failed" err="%s"', err)
+                self._failures.failed("collector=celery part=inspect", "inspect refresh failed",
+                                      type(err).__name__, 'cause=%s err="%s"',
+                                      logs.cause(err), err)
             self._stop.wait(self.settings.inspect_interval_seconds)
 
     def refresh(self) -> None:
@@ -188,16 +193,50 @@ class QueueReader:
     def is_redis(self) -> bool:
         return self.scheme in REDIS_SCHEMES
 
-    def read(self, queues: list[str]) -> dict[str, tuple[float, float | None]]:
-        """``{queue: (messages, consumers or None)}``; raises when the broker is down."""
+    def read(self, queues: list[str], deadline: float
+             ) -> dict[str, tuple[float, float | None]]:
+        """``{queue: (messages, consumers or None)}`` before ``deadline``; raises when the
+        broker is down or does not answer in time."""
         try:
             if self.conn is None:
-                self.conn = self.app.connection_for_read(url=self.settings.url())
-                self.conn.ensure_connection(max_retries=1)
+                # Connecting is two waits (TCP, then the broker's handshake or first
+                # reply): each gets half of what is left, so together they fit.
+                timeout = self._timeout(deadline) / 2
+                options = dict(self.app.conf.broker_transport_options or {})
+                options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+                self.conn = self.app.connection_for_read(url=self.settings.url(),
+                                                         connect_timeout=timeout,
+                                                         transport_options=options)
+                self.conn.ensure_connection(max_retries=0)  # a retry would sleep 2 s first
+            self._bound_reads(self._timeout(deadline))
             return self._redis(queues) if self.is_redis else self._amqp(queues)
         except Exception:
             self.close()
             raise
+
+    def _timeout(self, deadline: float) -> float:
+        """The broker timeout, cut to the time left before the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no time left before the scrape deadline")
+        return min(self.settings.broker_timeout_seconds, left)
+
+    def _bound_reads(self, timeout: float) -> None:
+        """Set the long-lived connection's socket timeouts to this scrape's time left
+        (they were set from an earlier scrape's budget when it connected)."""
+        if self.is_redis:
+            pool = self.conn.default_channel.client.connection_pool
+            pool.connection_kwargs.update(socket_timeout=timeout / 2,
+                                          socket_connect_timeout=timeout / 2)
+            # redis-py has no public list of a pool's connections; these are stable since 3.x.
+            for conn in (*pool._available_connections, *pool._in_use_connections):
+                conn.socket_timeout = conn.socket_connect_timeout = timeout / 2
+                if conn._sock is not None:
+                    conn._sock.settimeout(timeout)
+        else:
+            sock = getattr(self.conn.connection, "sock", None)  # py-amqp's socket
+            if sock is not None:
+                sock.settimeout(timeout)
 
     def _redis(self, queues: list[str]) -> dict[str, tuple[float, float | None]]:
         channel = self.conn.default_channel
@@ -263,7 +302,7 @@ class CeleryCollector(Collector):
         names = list(self.settings.queues)
         names += [q for q in snapshot.queues if q not in names]
         with self._lock:
-            lengths = self.queues.read(names)
+            lengths = self.queues.read(names, deadline)
         length = GaugeMetricFamily("celery_queue_length",
                                    "Messages waiting in the queue (all priorities).",
                                    labels=["queue_name"])

@@ -53,6 +53,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from exporter import logs
 from exporter.collectors.celery.settings import CelerySettings
 
 log = logging.getLogger("stackmon.collectors.celery")
@@ -77,6 +78,9 @@ GENERIC = "generic"  # hostname of every task series with task_hostname_label of
 UNKNOWN_EXCEPTION = "UnknownException"  # celery-exporter's value when no class name is found
 RECEIVER_BACKOFF_START = 0.5
 RECEIVER_BACKOFF_MAX = 30.0
+# The event receiver is "recovered" (logged once) after consuming this long without error.
+RECEIVER_RECOVERED_SECONDS = 10.0
+RECEIVER_KEY = "collector=celery part=events"
 # The receiver's own queue on RabbitMQ: messages older than this are dropped by the broker
 # (Celery's default of 5 s loses events as soon as we fall a little behind).
 EVENT_QUEUE_TTL_SECONDS = 60.0
@@ -87,7 +91,17 @@ RECEIVER_HEARTBEAT_SECONDS = 10.0
 # How long worker-side events of a task wait for its (late) task-sent event.
 DEFER_SECONDS = 2.0
 
-_SENT, _RECEIVED, _STARTED, _SUCCEEDED, _FAILED, _RETRIED, _REVOKED, _REJECTED = range(8)
+# Slot of each counter in a counter row, in TASK_COUNTERS' order (the order the metrics
+# are emitted in); derived from the names so adding a counter cannot shift the others.
+SLOT = {kind: i for i, kind in enumerate(TASK_COUNTERS)}
+_SENT = SLOT["sent"]
+_RECEIVED = SLOT["received"]
+_STARTED = SLOT["started"]
+_SUCCEEDED = SLOT["succeeded"]
+_FAILED = SLOT["failed"]
+_RETRIED = SLOT["retried"]
+_REVOKED = SLOT["revoked"]
+_REJECTED = SLOT["rejected"]
 
 TaskKey = tuple[str, str, str]  # (task name, queue, hostname label)
 
@@ -285,7 +299,7 @@ class EventState:
     def _count(self, slot: int, key: TaskKey) -> None:
         row = self.counters.get(key)
         if row is None:
-            row = self.counters[key] = [0] * 8
+            row = self.counters[key] = [0] * len(SLOT)
         row[slot] += 1
 
     def _apply(self, task: Task, slot: int, host: str, value: Any) -> None:
@@ -515,8 +529,12 @@ class EventState:
         processed: dict[str, float] = {}
         online = 0
         for node, is_online, silent_for, n_active, n_processed in workers:
+            if not is_online:
+                # Announced its shutdown (worker-offline): gone, not down. Its series end on
+                # their last value (up 1), so CeleryWorkerDown does not page for it.
+                continue
             host = node_host(node)
-            alive = is_online and silent_for < timeout
+            alive = silent_for < timeout
             online += alive
             up[host] = max(up.get(host, 0.0), 1.0 if alive else 0.0)
             if n_active is not None:
@@ -550,17 +568,16 @@ def _task_counters(counters: Sequence[tuple[TaskKey, list[int]]],
         metric, f"Tasks {kind} (from task-{kind} events).",
         labels=FAILED_LABELS if kind == "failed" else TASK_LABELS)
         for kind, metric in TASK_COUNTERS.items()}
-    ordered = list(families.values())
     failed = families["failed"]
     for (name, queue, host), row in sorted(counters):
-        for slot, family in enumerate(ordered):
-            if slot == _FAILED:
+        for kind, family in families.items():
+            if kind == "failed":
                 failed.add_metric([name, host, "", queue], 0.0)
-            elif slot != _SENT or row[_SENT]:
-                family.add_metric([name, host, queue], float(row[slot]))
+            elif kind != "sent" or row[_SENT]:
+                family.add_metric([name, host, queue], float(row[SLOT[kind]]))
     for (name, queue, host, exception), n in sorted(failures):
         failed.add_metric([name, host, exception, queue], float(n))
-    return list(ordered)
+    return list(families.values())
 
 
 def _histogram(name: str, doc: str, buckets: list[float],
@@ -590,6 +607,7 @@ class EventReceiverThread:
         self._receiver: Any = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._failures = logs.RepeatedFailures(log)
 
     def start(self) -> None:
         with self._lock:
@@ -630,9 +648,15 @@ class EventReceiverThread:
             except Exception as err:  # reconnect on anything; never die silently
                 self.up = False
                 self.last_error = type(err).__name__
-                log.warning('collector=celery msg="event receiver lost the broker; '
-                            'reconnecting" err="%s" retry_in=%.1fs', err, backoff,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                # Name the real cause: a missing module or a refused permission is not
+                # a lost broker, and retrying will not fix it by itself.
+                kind = logs.cause(err)
+                what = ("event receiver lost the broker; reconnecting"
+                        if kind in ("unreachable", "timeout") else
+                        "event receiver failed; retrying")
+                self._failures.failed(RECEIVER_KEY, what, type(err).__name__,
+                                      'cause=%s err="%s" retry_in=%.1fs', kind, err, backoff,
+                                      exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             except BaseException:
                 self.up = False
                 log.exception('collector=celery msg="event receiver thread failed"')
@@ -658,16 +682,25 @@ class EventReceiverThread:
                                  **kwargs: Any) -> None:
                 self.broker_conn = connection
                 thread.up = True
-                log.info('collector=celery msg="event receiver consuming"')
+                self.consuming_since = time.monotonic()
+                if not thread._failures.failing(RECEIVER_KEY):  # else "recovered" later
+                    log.info('collector=celery msg="event receiver consuming"')
                 if thread.settings.enable_events_at_start:
                     self.app.control.enable_events(connection=connection, channel=channel)
                 super().on_consume_ready(connection, channel, consumers, **kwargs)
 
             next_heartbeat = 0.0
+            consuming_since = 0.0  # time.monotonic() of on_consume_ready
 
             def on_iteration(self) -> None:
                 state.purge()
                 now = time.monotonic()
+                # Consuming for a while, not only connecting then failing again: only now
+                # is it "recovered" (once), so a flapping receiver does not log each retry.
+                if (self.consuming_since
+                        and now - self.consuming_since > RECEIVER_RECOVERED_SECONDS
+                        and thread._failures.failing(RECEIVER_KEY)):
+                    thread._failures.ok(RECEIVER_KEY)
                 if self.broker_conn is not None and now >= self.next_heartbeat:
                     # A busy stream never times out drain_events, where kombu would
                     # send the AMQP heartbeats: send them here (no-op on Redis).

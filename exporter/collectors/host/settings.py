@@ -1,6 +1,8 @@
-"""The host collector's section: which filesystems, disks and network devices it skips.
+"""The host collector's section: where the kernel's trees are, and which filesystems,
+disks and network devices it skips.
 
     host:
+      procfs: /host/proc        # also --path.procfs, node_exporter's flag
       filesystem_mount_points_exclude: "^/(dev|proc|sys)($|/)"
 """
 
@@ -24,8 +26,16 @@ DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 
 
 
+def _check_kernel_root(value: str) -> str | None:
+    if not value.startswith("/"):
+        return "an absolute path, e.g. /host/proc"
+    return None
+
+
 @dataclass(frozen=True)
 class HostSettings:
+    """Which filesystems, disks and network devices the host collector skips."""
+
     section: ClassVar[str] = "host"
     filesystem_mount_points_exclude: str = setting(
         FS_MOUNT_POINTS_EXCLUDE, "regex of mount points to ignore", regex=True
@@ -41,4 +51,13 @@ class HostSettings:
         DISK_DEVICES_EXCLUDE, "regex of block devices to ignore", regex=True
     )
     network_devices_exclude: str = setting("", "regex of network devices to ignore", regex=True)
+    # node_exporter's --path.* flags, so a container with the host's /proc, /sys and /
+    # mounted (e.g. under /host) reports the host.
+    procfs: str = setting("/proc", "procfs mountpoint", flag="--path.procfs",
+                          check=_check_kernel_root)
+    sysfs: str = setting("/sys", "sysfs mountpoint", flag="--path.sysfs",
+                         check=_check_kernel_root)
+    rootfs: str = setting("/", "rootfs mountpoint: filesystems are statfs'ed and "
+                          "/etc/os-release read under it, mount points reported relative to it",
+                          flag="--path.rootfs", check=_check_kernel_root)
 

@@ -8,10 +8,11 @@ targets; a password lives in the DSN (file or env only) or in ``password_file``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from exporter.secrets import dsn_password, file_secret, read_secret_file
+from exporter.secrets import dsn_password, file_secret, read_secret_file, show
 from exporter.settings import SettingError, check_target_name, setting
 
 
@@ -24,16 +25,37 @@ def _check_dsn(dsn: str | None, password_file: str | None, key: str = "dsn") -> 
         from psycopg.conninfo import conninfo_to_dict
 
         try:
-            conninfo_to_dict(dsn)
+            fields = conninfo_to_dict(dsn)
         except Exception:
             raise SettingError(key, "cannot be parsed, expected a libpq key=value string "
                                "(host=... dbname=...) or a postgresql:// URL") from None
+        _check_dsn_fields(fields, key)
         if password_file and dsn_password(dsn):
             raise SettingError("password_file", "the DSN already contains a password, expected "
                                "the password in one place only")
     if password_file:
         read_secret_file(password_file, "password_file")
 
+
+
+def _check_dsn_fields(fields: Mapping[str, object], key: str) -> None:
+    """Fields libpq only checks when it connects, checked at start instead, so a typo
+    fails once with a clear line rather than on every scrape::
+
+        postgres.dsn: port "notaport" in the DSN, expected a port number 1-65535
+
+    ``port`` may list one port per host (``port=5432,5433``); an empty item means 5432.
+    """
+    port = fields.get("port")
+    if port is not None:
+        for item in str(port).split(","):
+            if item and not (item.isdigit() and 1 <= int(item) <= 65535):
+                raise SettingError(key, f"port {show(item)} in the DSN, expected a port "
+                                   "number 1-65535")
+    timeout = fields.get("connect_timeout")
+    if timeout is not None and not str(timeout).lstrip("-").isdigit():
+        raise SettingError(key, f"connect_timeout {show(str(timeout))} in the DSN, expected "
+                           "whole seconds")
 
 
 @dataclass(frozen=True)
@@ -64,7 +86,7 @@ class PostgresSettings:
         "is refused on the command line", password_inside=True)
     password_file: str | None = setting(None, "file holding the password for dsn")
     connect_timeout_seconds: int = setting(
-        5, "connect timeout (also capped by the scrape deadline; libpq's minimum is 2)",
+        5, "connect timeout (also capped by the time left in the scrape)",
         min=1, max=300)
     slow_query_threshold_seconds: float = setting(
         60.0, "statements running longer than this count as slow", min=0, max=86400)
@@ -76,6 +98,9 @@ class PostgresSettings:
     stat_statements_limit: int = setting(
         20, "how many queries (by total execution time) pg_stat_statements exports",
         min=1, max=1000)
+    user_tables_limit: int = setting(
+        200, "pg_stat_user_tables_* for at most this many tables of the connected database, "
+        "largest first (0 = off)", min=0, max=100000)
     table_count_databases: tuple[str, ...] = setting(
         (), "more databases whose user tables are counted (one short connection each per "
         "scrape); the connected database is always counted")

@@ -470,10 +470,10 @@ class RedisCollector(Collector):
                     if str(reply).startswith(("NOAUTH", "WRONGPASS")):
                         raise RedisScrapeError(
                             f"authentication failed for {self.endpoint.describe}: "
-                            f"{_first_word(reply)} (check the username and password)")
+                            f"{first_line(reply)} (check the username and password)")
                     if self._info_cmd is INFO_SECTIONS:  # fall back to the 1-argument form
                         self._info_cmd = INFO_ALL
-                    raise RedisScrapeError(f"INFO refused: {_first_word(reply)}")
+                    raise RedisScrapeError(f"INFO refused: {first_line(reply)}")
                 self._refuse(cmd, reply)
                 continue
             if cmd[0] == "INFO":
@@ -517,14 +517,14 @@ class RedisCollector(Collector):
         if not (isinstance(err, redis.exceptions.NoPermissionError)
                 or "unknown command" in text or "unknown subcommand" in text):
             log.debug('collector=redis target="%s" msg="%s failed; metric left out of this '
-                      'scrape" err="%s"', self.endpoint.describe, " ".join(cmd), _first_word(err))
+                      'scrape" err="%s"', self.endpoint.describe, " ".join(cmd), first_line(err))
             return
         if _key(cmd) in self._refused:
             return  # logged already (CONFIG GET is sent for several settings at once)
         self._refused.add(_key(cmd))
         log.warning('collector=redis target="%s" msg="server refused %s; leaving it out from '
                     'now on (see docs/redis.md for the ACL)" err="%s"',
-                    self.endpoint.describe, " ".join(cmd), _first_word(err))
+                    self.endpoint.describe, " ".join(cmd), first_line(err))
 
     # -- collect -------------------------------------------------------------------------
 
@@ -535,7 +535,7 @@ class RedisCollector(Collector):
                 databases, io_threads = self._databases or UNKNOWN_DATABASES, self._io_threads
             except redis.AuthenticationError as err:
                 raise RedisScrapeError(f"authentication failed for {self.endpoint.describe}: "
-                                       f"{_first_word(err)} (check the username and password)"
+                                       f"{first_line(err)} (check the username and password)"
                                        ) from None
             except redis.TimeoutError:
                 raise RedisScrapeError(f"timed out talking to {self.endpoint.describe}") from None
@@ -544,7 +544,7 @@ class RedisCollector(Collector):
                                        f"{_reason(err)}") from None
             except redis.ResponseError as err:  # e.g. LOADING
                 raise RedisScrapeError(f"{self.endpoint.describe} answered an error: "
-                                       f"{_first_word(err)}") from None
+                                       f"{first_line(err)}") from None
             except redis.RedisError as err:  # protocol errors: not a Redis server?
                 raise RedisScrapeError(f"unexpected reply from {self.endpoint.describe}: "
                                        f"{type(err).__name__}") from None
@@ -780,7 +780,7 @@ def _config_int(reply: Any) -> int:
     return UNKNOWN_DATABASES
 
 
-def _first_word(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     """A short, password-free summary of a server error: its first line, capped."""
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return text[:120]

@@ -159,10 +159,17 @@ def test_docker_compose_config_rejects_broken_stacks(tmp_path: Path, empty_env_f
 # What compose mounts and builds from
 
 
+# The host paths a host-view exporter may mount (node_exporter's container deployment).
+HOST_MOUNTS = {"/proc": "/host/proc", "/sys": "/host/sys", "/": "/rootfs"}
+
+
 def missing_sources(model: Model, repo: Path) -> list[str]:
-    """Build contexts, Dockerfiles and bind-mount sources that are not files in the repo."""
+    """Build contexts, Dockerfiles and bind-mount sources that are not files in the repo
+    (a host-PID service may also mount the host's /proc, /sys and / where node_exporter's
+    container guide puts them)."""
     problems = []
     for name, service in model["services"].items():
+        host_view = service.get("pid") == "host"
         build = service.get("build")
         if build:
             context = Path(build["context"])
@@ -172,23 +179,38 @@ def missing_sources(model: Model, repo: Path) -> list[str]:
             if volume["type"] != "bind":
                 continue
             source = Path(volume["source"])
+            if host_view and HOST_MOUNTS.get(str(source)) == volume["target"]:
+                continue
             if not source.is_relative_to(repo) or not source.exists():
                 problems.append(f"{name}: bind source {source} is not in the repo")
     return problems
 
 
 def test_every_mount_and_build_context_exists(model: Model) -> None:
-    assert missing_sources(model, REPO) == []
-    binds = [v for s in model["services"].values() for v in s.get("volumes", [])
-             if v["type"] == "bind"]
-    assert len(binds) == 4, "prometheus.yml, rules, grafana provisioning and dashboards"
+    missing = missing_sources(model, REPO)
+    assert missing == []
+    binds = {(name, v["target"]) for name, s in model["services"].items()
+             for v in s.get("volumes", []) if v["type"] == "bind"}
+    assert binds == {
+        ("stackmon", "/etc/stackmon/stackmon.yml"),
+        ("stackmon-host", "/host/proc"), ("stackmon-host", "/host/sys"),
+        ("stackmon-host", "/rootfs"),
+        ("prometheus", "/etc/prometheus/prometheus.yml"), ("prometheus", "/etc/prometheus/rules"),
+        ("alertmanager", "/etc/alertmanager/alertmanager.yml"),
+        ("grafana", "/etc/grafana/provisioning"),
+        ("grafana", "/var/lib/grafana/dashboards/stackmon"),
+        ("nginx", "/etc/nginx/conf.d/default.conf"),
+    }
 
 
 def test_missing_sources_reports_absent_files(model: Model, tmp_path: Path) -> None:
+    before = len(missing_sources(model, REPO))
     broken = copy.deepcopy(model)
     broken["services"]["grafana"]["volumes"][0]["source"] = str(REPO / "grafana" / "nope")
     broken["services"]["stackmon"]["build"]["context"] = str(tmp_path)
-    assert len(missing_sources(broken, REPO)) == 2
+    broken["services"]["stackmon"]["volumes"].append(
+        {"type": "bind", "source": "/proc", "target": "/host/proc"})  # not a host-PID service
+    assert len(missing_sources(broken, REPO)) == before + 3
 
 
 def secret_files(model: Model) -> dict[str, Path]:
@@ -382,16 +404,36 @@ def test_the_exporter_refuses_a_misspelt_setting(model: Model, tmp_path: Path) -
 # Services: health, restarts, data, ports, Grafana login
 
 
+DEMO_SERVICES = {"postgres", "redis", "app", "nginx", "worker", "beat"}
+STACK_SERVICES = {"stackmon", "stackmon-host", "prometheus", "alertmanager", "grafana"}
+
+
+def image_dockerfile(model: Model, name: str) -> Path | None:
+    """The Dockerfile that builds a service's image (itself or a service with that image)."""
+    image = model["services"][name].get("image")
+    for service in model["services"].values():
+        build = service.get("build")
+        if build and (service is model["services"][name] or service.get("image") == image):
+            return Path(build["context"]) / build.get("dockerfile", "Dockerfile")
+    return None
+
+
 def test_services_restart_check_health_and_keep_data(model: Model) -> None:
     services = model["services"]
-    assert set(services) == {"stackmon", "prometheus", "grafana", "postgres", "redis"}
+    assert set(services) == STACK_SERVICES | DEMO_SERVICES
+    assert {n for n, s in services.items() if "demo" in (s.get("profiles") or [])} == \
+        DEMO_SERVICES
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
-        if service.get("build"):
-            assert "\nHEALTHCHECK " in DOCKERFILE.read_text(), f"{name}: image healthcheck"
-        else:
+        if "healthcheck" in service:
             assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+            assert not service["healthcheck"].get("disable"), name
+        else:
+            dockerfile = image_dockerfile(model, name)
+            assert dockerfile and "\nHEALTHCHECK " in dockerfile.read_text(), \
+                f"{name}: no healthcheck in compose nor in its image"
     data = {"prometheus": "/prometheus", "grafana": "/var/lib/grafana",
+            "alertmanager": "/alertmanager",
             "postgres": "/var/lib/postgresql/data", "redis": "/data"}
     for name, target in data.items():
         volumes = {v["target"]: v for v in services[name]["volumes"]}
@@ -399,11 +441,13 @@ def test_services_restart_check_health_and_keep_data(model: Model) -> None:
         assert volumes[target]["source"] in model["volumes"]
 
 
-def test_only_grafana_is_published_on_loopback(model: Model) -> None:
+def test_only_grafana_and_the_demo_nginx_are_published_on_loopback(model: Model) -> None:
     published = {name: s["ports"] for name, s in model["services"].items() if s.get("ports")}
-    assert list(published) == ["grafana"]
+    assert sorted(published) == ["grafana", "nginx"]
     (port,) = published["grafana"]
     assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "3000", 3000)
+    (port,) = published["nginx"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8080", 8080)
 
 
 def test_grafana_requires_login(model: Model) -> None:
@@ -458,11 +502,19 @@ def test_dockerfile_runs_stackmon_unprivileged_with_a_healthcheck() -> None:
     by_word: dict[str, list[str]] = {}
     for word, args in steps:
         by_word.setdefault(word, []).append(args)
-    assert re.fullmatch(r"python:3\.11[.\d]*-slim(-\w+)?", by_word["FROM"][0])
+    for image in by_word["FROM"]:
+        assert re.fullmatch(r"python:3\.11[.\d]*-slim(-\w+)?( AS \w+)?", image)
     user = by_word["USER"][-1].split(":")[0]
     assert user not in ("root", "0") and steps.index(("USER", by_word["USER"][-1])) > max(
         i for i, (word, _) in enumerate(steps) if word == "RUN"), "USER after the last RUN"
-    assert any("pip install --no-cache-dir ." in run for run in by_word["RUN"])
+    # Multi-stage: the build stage makes the wheel, the image installs only that wheel
+    # (with its runtime dependencies), as tests/deploy/test_install.py does.
+    build, runtime = stages(steps)
+    assert any(args.startswith("pip wheel --no-cache-dir --no-deps") for word, args in build
+               if word == "RUN")
+    assert ("COPY", "--from=build /wheels /wheels") in runtime
+    installs = [args for word, args in runtime if word == "RUN" and "pip install" in args]
+    assert installs == ["pip install --no-cache-dir /wheels/stackmon-*.whl && rm -rf /wheels"]
     assert by_word["EXPOSE"] == ["9860"]
     assert json.loads(by_word["ENTRYPOINT"][0]) == ["stackmon"]
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -470,6 +522,22 @@ def test_dockerfile_runs_stackmon_unprivileged_with_a_healthcheck() -> None:
     (check,) = by_word["HEALTHCHECK"]
     assert "http://127.0.0.1:9860/-/healthy" in check and "curl" not in check
     assert any("org.opencontainers.image.title" in label for label in by_word["LABEL"])
+
+
+def stages(steps: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage, split at FROM."""
+    out: list[list[tuple[str, str]]] = []
+    for step in steps:
+        if step[0] == "FROM":
+            out.append([])
+        out[-1].append(step)
+    return out
+
+
+def test_stages_split_at_from() -> None:
+    steps = instructions("FROM a:1 AS build\nRUN x\nFROM a:1\nCOPY --from=build /w /w\n")
+    assert stages(steps) == [[("FROM", "a:1 AS build"), ("RUN", "x")],
+                             [("FROM", "a:1"), ("COPY", "--from=build /w /w")]]
 
 
 def test_instructions_join_continuations() -> None:
@@ -500,7 +568,8 @@ def test_docker_ignored_follows_last_match() -> None:
 def test_build_context_holds_what_the_dockerfile_copies() -> None:
     patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    copied = [src for word, args in instructions(DOCKERFILE.read_text()) if word == "COPY"
+    copied = [src for word, args in instructions(DOCKERFILE.read_text())
+              if word == "COPY" and not args.startswith("--from=")
               for src in args.split()[:-1]]
     assert "exporter" in copied and "pyproject.toml" in copied
     readme = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["readme"]
@@ -572,13 +641,61 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     assert promtool_check(config).returncode != 0
 
 
-def test_prometheus_scrapes_the_compose_exporter(model: Model) -> None:
+HOST_GATEWAY = "host.docker.internal"
+
+
+def listen_port(service: Model) -> str | None:
+    """The port a host-network service's stackmon listens on (--web.listen-address)."""
+    for arg in service.get("command") or []:
+        if str(arg).startswith("--web.listen-address="):
+            return str(arg).rsplit(":", 1)[1]
+    return None
+
+
+def unreachable_targets(model: Model, prometheus_config: Model) -> list[str]:
+    """Scrape and Alertmanager targets that name no compose service exposing that port (or,
+    for host.docker.internal, no host-network service listening there)."""
+    services = model["services"]
+    prometheus = services["prometheus"]
+    targets = [(job["job_name"], t) for job in prometheus_config["scrape_configs"]
+               for sc in job.get("static_configs", []) for t in sc["targets"]]
+    targets += [("alertmanager", t) for am in prometheus_config["alerting"]["alertmanagers"]
+                for sc in am["static_configs"] for t in sc["targets"]]
+    problems = []
+    for job, target in targets:
+        host, _, port = target.rpartition(":")
+        if host == HOST_GATEWAY:
+            mapped = any(str(e).replace("=", ":") == f"{HOST_GATEWAY}:host-gateway"
+                         for e in prometheus.get("extra_hosts") or [])
+            listening = [n for n, s in services.items()
+                         if s.get("network_mode") == "host" and listen_port(s) == port]
+            if not (mapped and listening):
+                problems.append(f"{job}: {target}: no host-network service on port {port}")
+        elif host not in services or port not in (services[host].get("expose") or []):
+            problems.append(f"{job}: {target}: no compose service {host} exposing {port}")
+    return problems
+
+
+def test_prometheus_scrapes_services_that_exist_in_compose(model: Model) -> None:
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
-    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]]
-    assert targets == ["stackmon:9860"]
-    host, port = targets[0].split(":")
-    assert port in model["services"][host]["expose"]
+    assert unreachable_targets(model, config) == []
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == {"stackmon", "stackmon-host", "demo"}
+
+
+@pytest.mark.parametrize(("job", "target"), [
+    ("stackmon", "stackmon:9861"), ("stackmon", "exporter:9860"),
+    ("stackmon-host", "host.docker.internal:9100"), ("alerting", "alertmanager:9094"),
+])
+def test_unreachable_targets_are_found(model: Model, job: str, target: str) -> None:
+    config = yaml.safe_load(PROMETHEUS_YML.read_text())
+    if job == "alerting":
+        config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [target]
+    else:
+        for sc in config["scrape_configs"]:
+            if sc["job_name"] == job:
+                sc["static_configs"][0]["targets"] = [target]
+    assert len(unreachable_targets(model, config)) == 1
 
 
 # ---------------------------------------------------------------------------
@@ -709,12 +826,158 @@ def test_provider_problems_are_found(model: Model) -> None:
         assert provider_problems(changed, target) != [], changed
 
 
-def test_readme_deployment_section_names_the_pinned_images(model: Model) -> None:
-    text = (REPO / "README.md").read_text()
-    start = text.index("## Deployment (compose)")
+def test_deployment_docs_name_the_pinned_images(model: Model) -> None:
+    text = (REPO / "docs" / "deployment.md").read_text()
+    start = text.index("## Compose")
     section = text[start:text.index("\n## ", start + 5)]
-    froms = re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), re.M)
     for name, service in model["services"].items():
-        image = froms[0] if service.get("build") else service["image"]
-        assert f"`{image}`" in section, f"{name}: README names another image than {image}"
+        dockerfile = image_dockerfile(model, name)
+        image = re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M)[-1] \
+            if dockerfile else service["image"]
+        assert f"`{image}`" in section, f"{name}: docs/deployment.md lacks {image}"
     assert "bash scripts/make-secrets.sh" in section and "docker compose" in section
+
+
+# ---------------------------------------------------------------------------
+# The host from a container (stackmon-host) and the demo platform
+
+DEMO_DIR = REPO / "demo"
+DEMO_CONFIG = REPO / "deploy" / "compose" / "stackmon-demo.yml"
+HOST_FLAGS = {"--path.procfs": "/proc", "--path.sysfs": "/sys", "--path.rootfs": "/"}
+
+
+def test_host_exporter_sees_the_host(model: Model) -> None:
+    """node_exporter's container deployment: host PID namespace and network, the host's
+    /proc, /sys and / read-only, and the --path.* flags pointing at them."""
+    host = model["services"]["stackmon-host"]
+    assert (host.get("pid"), host.get("network_mode")) == ("host", "host")
+    mounts = {v["source"]: v for v in host["volumes"]}
+    flags = dict(str(a).split("=", 1) for a in host["command"] if str(a).startswith("--"))
+    for flag, source in HOST_FLAGS.items():
+        assert mounts[source]["read_only"] is True, source
+        assert mounts[source]["target"] == flags[flag], flag
+    assert mounts["/"]["bind"]["propagation"] == "rslave"
+    assert not host.get("ports") and not host.get("secrets")
+    assert model["services"]["stackmon"]["command"][0] == "--no-collector.host"
+
+
+def test_host_exporter_flags_are_real_settings(model: Model) -> None:
+    args = [str(a) for a in model["services"]["stackmon-host"]["command"]]
+    env = {k: str(v) for k, v in model["services"]["stackmon-host"]["environment"].items()}
+    assert unknown_settings(env) == []
+    cfg = cli.parse(args, env)
+    assert cfg.web.listen_address.endswith(":9860")
+    host = cfg.sections["host"]
+    assert (host.procfs, host.sysfs, host.rootfs) == ("/host/proc", "/host/sys", "/rootfs")
+
+
+def test_demo_services_config_loads_and_checks_compose_services(model: Model) -> None:
+    """The mounted service checks are valid stackmon config and point at demo services."""
+    cfg = cli.parse([f"--config.file={DEMO_CONFIG}", "--no-collector.host"], {})
+    checks = {c.name: c for c in cfg.services.checks}
+    assert set(checks) == {"django", "nginx", "postgres-port", "redis-port"}
+    services = model["services"]
+    for check in checks.values():
+        where = check.url or f"tcp://{check.address}"
+        parts = urlsplit(where)
+        assert parts.hostname in DEMO_SERVICES, check.name
+        assert str(parts.port) in (services[parts.hostname].get("expose") or []), check.name
+    assert urlsplit(checks["django"].url).path == "/healthz"
+    assert checks["nginx"].type == "nginx"
+    assert urlsplit(checks["nginx"].url).path == "/stub_status"
+
+
+def nginx_locations(text: str) -> dict[str, str]:
+    """``location`` blocks of an nginx server file: {path: body}."""
+    return {m.group(1): m.group(2) for m in
+            re.finditer(r"location\s+(?:=\s+)?(\S+)\s*\{([^}]*)\}", text)}
+
+
+def test_nginx_serves_stub_status_and_proxies_the_app(model: Model) -> None:
+    locations = nginx_locations((DEMO_DIR / "nginx.conf").read_text())
+    assert "stub_status;" in locations["/stub_status"]
+    assert "deny all;" in locations["/stub_status"]
+    (upstream,) = re.findall(r"proxy_pass\s+http://([^;/]+);", locations["/"])
+    host, port = upstream.split(":")
+    assert port in model["services"][host]["expose"]
+    listen = re.search(r"listen\s+(\d+);", (DEMO_DIR / "nginx.conf").read_text())
+    assert listen and listen.group(1) in model["services"]["nginx"]["expose"]
+
+
+def nginx_test(server_conf: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` on a server file inside a minimal main config. The upstream host is a
+    compose service name, resolved when nginx loads the config, so it becomes loopback."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx not installed (scripts/test-services.sh installs it)")
+    (tmp_path / "default.conf").write_text(re.sub(r"http://\w+:", "http://127.0.0.1:",
+                                                  server_conf))
+    main = tmp_path / "nginx.conf"
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+                    f"http {{\n  access_log off;\n  include {tmp_path}/default.conf;\n}}\n")
+    return subprocess.run([nginx, "-t", "-q", "-p", str(tmp_path), "-c", str(main)],
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def test_nginx_accepts_the_demo_config(tmp_path: Path) -> None:
+    proc = nginx_test((DEMO_DIR / "nginx.conf").read_text(), tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_nginx_refuses_a_broken_config(tmp_path: Path) -> None:
+    text = (DEMO_DIR / "nginx.conf").read_text().replace("stub_status;", "stub_statuss;")
+    assert nginx_test(text, tmp_path).returncode != 0
+
+
+def test_nginx_locations_parse() -> None:
+    text = "server { location = /a { stub_status; } location / { proxy_pass http://x:1; } }"
+    assert nginx_locations(text) == {"/a": " stub_status; ", "/": " proxy_pass http://x:1; "}
+
+
+def test_demo_app_runs_the_django_project(model: Model) -> None:
+    services = model["services"]
+    dockerfile = (DEMO_DIR / "Dockerfile").read_text()
+    assert "demo.wsgi:application" in dockerfile
+    for name in ("worker", "beat"):
+        assert services[name]["image"] == services["app"]["image"]
+        assert services[name]["command"][:3] == ["celery", "-A", "demo.celery_app:app"]
+    assert services["worker"]["command"][3:5] == ["worker", "-E"]
+    # A healthcheck skips the image's ENTRYPOINT, which puts the broker password in the URL.
+    (entrypoint,) = re.findall(r"^ENTRYPOINT\s+(.+)$", dockerfile, re.M)
+    assert services["worker"]["healthcheck"]["test"][1:3] == json.loads(entrypoint)
+    assert services["beat"]["command"][3] == "beat"
+    env = services["app"]["environment"]
+    assert {"DEMO_POSTGRES_DSN", "DEMO_REDIS_URL", "DEMO_BROKER_URL"} <= set(env)
+    broker = urlsplit(env["DEMO_BROKER_URL"])
+    stackmon_broker = urlsplit(services["stackmon"]["environment"]["STACKMON_CELERY_BROKER_URL"])
+    assert (broker.hostname, broker.path) == (stackmon_broker.hostname, stackmon_broker.path), \
+        "stackmon watches the broker the demo's worker uses"
+    settings = DEMO_DIR / "settings.py"
+    text = settings.read_text()
+    for name in ("DEMO_POSTGRES_DSN", "DEMO_REDIS_URL", "DEMO_BROKER_URL", "DEMO_ALLOWED_HOSTS"):
+        assert name in text, f"demo/settings.py does not read {name}"
+
+
+def test_demo_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    proc = hadolint(DEMO_DIR / "Dockerfile", tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    froms = re.findall(r"^FROM\s+(\S+)", (DEMO_DIR / "Dockerfile").read_text(), re.M)
+    assert froms and [unpinned(i) for i in froms if unpinned(i)] == []
+
+
+def test_demo_entrypoint_puts_password_files_into_urls(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("p@ss/w:rd\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "DEMO_POSTGRES_DSN": "postgresql://postgres@db:5432/app",
+           "DEMO_POSTGRES_PASSWORD_FILE": str(secret),
+           "DEMO_REDIS_URL": "redis://cache:6379/0", "DEMO_REDIS_PASSWORD_FILE": str(secret),
+           "DEMO_BROKER_URL": "redis://cache:6379/1"}
+    proc = subprocess.run(
+        [sys.executable, str(DEMO_DIR / "docker-entrypoint.py"), sys.executable, "-c",
+         "import os; print(os.environ['DEMO_POSTGRES_DSN'], os.environ['DEMO_REDIS_URL'], "
+         "os.environ['DEMO_BROKER_URL'], 'DEMO_REDIS_PASSWORD_FILE' in os.environ)"],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, check=True)
+    assert proc.stdout.split() == ["postgresql://postgres:p%40ss%2Fw%3Ard@db:5432/app",
+                                   "redis://:p%40ss%2Fw%3Ard@cache:6379/0",
+                                   "redis://cache:6379/1", "False"]

@@ -1,0 +1,38 @@
+"""vmstat: node_exporter's default /proc/vmstat fields (``oom_kill``, ``pgpg*``,
+``pswp*``, ``pg*fault*``), untyped as node_exporter exports them.
+
+Sample output::
+
+    node_vmstat_pgfault 2.3177395e+07
+    node_vmstat_pgmajfault 2011
+    node_vmstat_oom_kill 0
+
+On Linux 6 the default fields give node_vmstat_pgpgin, node_vmstat_pgpgout,
+node_vmstat_pswpin, node_vmstat_pswpout, node_vmstat_pgfault, node_vmstat_pgmajfault
+and node_vmstat_oom_kill.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client.core import Metric
+
+from exporter.collectors.host.common import SubCollector, single
+
+# node_exporter's --collector.vmstat.fields default.
+FIELDS = re.compile(r"^(oom_kill|pgpg|pswp|pg.*fault).*")
+
+
+class Vmstat(SubCollector):
+    name = "vmstat"
+
+    def collect(self) -> list[Metric]:
+        out: list[Metric] = []
+        for line in self.files.read(self.paths.proc("vmstat")).splitlines():
+            key, _, value = line.partition(" ")
+            if FIELDS.match(key):
+                out.append(single(f"node_vmstat_{key}",
+                                  f"/proc/vmstat information field {key}.", "unknown",
+                                  float(value)))
+        return out

@@ -1,0 +1,117 @@
+"""Logs: one logfmt line per event, repeated failures summarised, real causes named."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+
+import pytest
+
+from exporter import logs
+from exporter.collectors.celery.collector import make_app
+from exporter.collectors.celery.events import EventReceiverThread, EventState
+from exporter.collectors.celery.settings import CelerySettings
+from tests.helpers.exporter import free_port, wait_for
+
+# key=value or key="escaped value", space separated, nothing else.
+LOGFMT_LINE = re.compile(r'^(?:[\w.]+=(?:"(?:[^"\\]|\\.)*"|[^\s"]*)(?: |$))+$')
+PG_ERROR = ('connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+            'FATAL:  password authentication failed for user "app"\n'
+            'connection to server at "127.0.0.1", port 5432 failed: FATAL:  database "x" '
+            'does not exist\\n')
+
+
+def record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError("line one\nline two")
+        except ValueError as err:
+            exc_info = (type(err), err, err.__traceback__)
+    return logging.LogRecord("stackmon.test", logging.WARNING, __file__, 1, msg, args,
+                             exc_info)
+
+
+def test_multi_line_error_with_quotes_is_one_logfmt_line() -> None:
+    formatter = logs.RedactingFormatter()
+    line = formatter.format(record('collector=postgres msg="collect failed" err="%s" n=%d',
+                                   Exception(PG_ERROR), 3, exc=True))
+    assert "\n" not in line
+    assert LOGFMT_LINE.match(line), line
+    # The value reads back exactly as it was.
+    value = re.search(r' err="((?:[^"\\]|\\.)*)"', line).group(1)  # type: ignore[union-attr]
+    assert re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m[1], m[1]), value) == PG_ERROR
+    assert " n=3 " in line and ' exc="Traceback' in line
+
+
+def test_secret_with_a_quote_is_redacted_after_escaping() -> None:
+    formatter = logs.RedactingFormatter()
+    formatter.secrets = ['pa"ss\nword']
+    line = formatter.format(record('msg="x" err="%s"', 'auth failed for pa"ss\nword'))
+    assert "ss" not in line.replace("redacted", ""), line
+
+
+def test_repeated_failures_log_on_change_then_once_per_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="stackmon.test")
+    failures = logs.RepeatedFailures(logging.getLogger("stackmon.test"), interval=3600)
+    for _ in range(10):
+        failures.failed("collector=pg", "collect failed", "OperationalError", 'err="%s"', "x")
+    assert len(caplog.records) == 1
+    failures.failed("collector=pg", "collect failed", "TimeoutError", 'err="%s"', "y")
+    assert len(caplog.records) == 2  # a new kind of failure is a state change
+    failures.interval = 0  # the minute has passed
+    failures.failed("collector=pg", "collect failed", "TimeoutError", 'err="%s"', "y")
+    assert caplog.records[-1].getMessage().endswith("failures=1 failing_for=0s")
+    assert "still failing" in caplog.records[-1].getMessage()
+    failures.ok("collector=pg")
+    failures.ok("collector=pg")  # logged once
+    assert len(caplog.records) == 4
+    assert 'msg="recovered" failures=12' in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize(("err", "kind"), [
+    (ModuleNotFoundError("No module named 'librabbitmq'"), "missing_module"),
+    (ConnectionRefusedError(111, "Connection refused"), "unreachable"),
+    (TimeoutError("timed out"), "timeout"),
+    (type("AccessRefused", (Exception,), {})("ACCESS_REFUSED"), "access_refused"),
+    (ConnectionError('target db: connection failed: FATAL:  password authentication failed '
+                     'for user "app"'), "access_refused"),
+    (type("ResponseError", (Exception,), {})("NOPERM this user has no permissions"),
+     "access_refused"),
+    (KeyError("x"), "error"),
+])
+def test_cause(err: Exception, kind: str) -> None:
+    assert logs.cause(err) == kind
+
+
+def test_wrapped_cause_is_found() -> None:
+    try:
+        try:
+            raise TimeoutError("timed out")
+        except TimeoutError as inner:
+            raise RuntimeError("OperationalError: timed out") from inner
+    except RuntimeError as outer:
+        assert logs.cause(outer) == "timeout"
+
+
+def test_import_error_is_not_a_lost_broker(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = dataclasses.replace(CelerySettings(), broker_url=f"redis://127.0.0.1:{free_port()}/0",
+                              broker_timeout_seconds=0.5)
+    receiver = EventReceiverThread(make_app(cfg), EventState(cfg), cfg)
+
+    def consume() -> None:
+        raise ModuleNotFoundError("No module named 'redis'")
+
+    receiver._consume = consume  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, logger="stackmon.collectors.celery")
+    receiver.start()
+    try:
+        wait_for(lambda: receiver.restarts >= 2, timeout=20, what="two attempts")
+    finally:
+        receiver.stop()
+    assert "cause=missing_module" in caplog.text
+    assert "No module named" in caplog.text
+    assert "lost the broker" not in caplog.text
+    assert caplog.text.count("event receiver failed") == 1  # not once per attempt

@@ -98,8 +98,11 @@ class Exporter:
     """One exporter process on a free loopback port; ``path`` is what a scrape GETs."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-                 ready_path: str = "/metrics", cwd: Path = REPO) -> None:
+                 ready_path: str = "/metrics", cwd: Path = REPO,
+                 owned: Sequence[Path] = ()) -> None:
+        """``owned``: directories removed with the process (its config)."""
         self.name = name
+        self.owned = list(owned)
         self.port = free_port()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"scale-{name}-"))
         self.log = open(self.tmp / "log", "wb")  # noqa: SIM115 - owned by the process
@@ -131,7 +134,8 @@ class Exporter:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        for path in [self.tmp, *self.owned]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def stackmon(config: dict[str, Any], extra: Sequence[str] = (), code: Path = REPO) -> Exporter:
@@ -143,7 +147,8 @@ def stackmon(config: dict[str, Any], extra: Sequence[str] = (), code: Path = REP
     env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
     return Exporter("stackmon", [sys.executable, "-m", "exporter",
                                  "--web.listen-address=127.0.0.1:{port}", "--no-collector.host",
-                                 f"--config.file={cfg}", *extra], env, cwd=code)
+                                 f"--config.file={cfg}", *extra], env, cwd=code,
+                    owned=[tmp])
 
 
 def postgres_exporter(dsn: str, extra: Sequence[str] = ()) -> Exporter:

@@ -5,22 +5,17 @@ reason); static values agree exactly and counters within a few percent."""
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from tests.helpers.exporter import Exporter, free_port, http_get, wait_for
+from tests.helpers.parity import Scrape, allowed, allowlist
 
 ANCHOR = "node_exporter"
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
-ALLOWLIST = Path(__file__).resolve().parents[1] / "parity-allowlist.txt"
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 # Values that do not move: equal (same label set) in both.
 STATIC = ("node_memory_MemTotal_bytes", "node_memory_SwapTotal_bytes",
           "node_filesystem_size_bytes", "node_filesystem_files", "node_filesystem_readonly",
@@ -34,55 +29,6 @@ STATIC = ("node_memory_MemTotal_bytes", "node_memory_SwapTotal_bytes",
 # what moves while three scrapes run (CPU seconds of two exporters, loopback packets).
 COUNTER_SLACK = 0.03
 COUNTER_ABSOLUTE_SLACK = 500.0
-
-
-@dataclass
-class Scrape:
-    """Prometheus text as written: sample names and TYPE lines kept exactly."""
-
-    samples: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
-    types: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Scrape:
-        out = cls()
-        for line in text.splitlines():
-            if line.startswith("# TYPE "):
-                _, _, name, kind = line.split(" ", 3)
-                out.types[name] = kind
-            elif line and not line.startswith("#"):
-                head, _, value = line.rpartition(" ")
-                name, _, labels = head.partition("{")
-                out.samples.setdefault(name, []).append(
-                    (dict(LABEL.findall(labels)), float(value)))
-        return out
-
-    def label_sets(self, name: str) -> set[frozenset[str]]:
-        return {frozenset(labels) for labels, _ in self.samples.get(name, [])}
-
-    def values(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
-        return {frozenset(lbl.items()): v for lbl, v in self.samples.get(name, [])}
-
-
-def allowlist(section: str = ANCHOR, path: Path = ALLOWLIST) -> dict[str, str]:
-    """The ``# <section>`` entries: name or prefix* -> reason."""
-    entries: dict[str, str] = {}
-    current = None
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            words = stripped[1:].split()
-            if len(words) == 1 and words[0].endswith("_exporter"):
-                current = words[0]
-            continue
-        if stripped and current == section:
-            name, _, reason = stripped.partition(" ")
-            entries[name] = reason.strip()
-    return entries
-
-
-def allowed(name: str, entries: dict[str, str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in entries)
 
 
 @pytest.fixture(scope="module")
@@ -102,35 +48,17 @@ def node_exporter() -> Iterator[str]:
         proc.wait(10)
 
 
-def scrape(url: str) -> Scrape:
-    status, _, body = http_get(url)
-    assert status == 200
-    return Scrape.parse(body.decode())
-
-
 def test_allowlist_has_reasons() -> None:
-    entries = allowlist()
+    entries = allowlist(ANCHOR)
     assert entries, "no # node_exporter section in tests/parity-allowlist.txt"
     assert all(len(reason) > 10 for reason in entries.values()), entries
 
 
-def test_parser_and_allowlist_reader(tmp_path: Path) -> None:
-    parsed = Scrape.parse('# TYPE node_x_total counter\nnode_x_total{a="1",b="q\\"x"} 3\n'
-                          "# TYPE node_y untyped\nnode_y 1e+06\n")
-    assert parsed.types == {"node_x_total": "counter", "node_y": "untyped"}
-    assert parsed.samples["node_x_total"] == [({"a": "1", "b": 'q\\"x'}, 3.0)]
-    path = tmp_path / "allow.txt"
-    path.write_text("# intro\n# postgres_exporter\npg_x  a reason here\n"
-                    "# node_exporter\n# a comment\nnode_x*  because of this\n")
-    assert allowlist(ANCHOR, path) == {"node_x*": "because of this"}
-    assert allowed("node_x_total", {"node_x*": ""}) and not allowed("node_y", {"node_x*": ""})
-
-
 def test_every_anchor_series_exists_with_its_labels_and_type(
         node_exporter: str, host_exporter: Exporter) -> None:
-    theirs = scrape(node_exporter)
-    ours = scrape(host_exporter.url + "/metrics")
-    entries = allowlist()
+    theirs = Scrape.get(node_exporter)
+    ours = Scrape.get(host_exporter.url + "/metrics")
+    entries = allowlist(ANCHOR)
     missing = [f"{name} {sorted(sorted(s) for s in lacking)}"
                for name in sorted(theirs.samples) if not allowed(name, entries)
                for lacking in [theirs.label_sets(name) - ours.label_sets(name)] if lacking]
@@ -145,9 +73,9 @@ def test_every_anchor_series_exists_with_its_labels_and_type(
 
 
 def test_values_agree(node_exporter: str, host_exporter: Exporter) -> None:
-    before = scrape(node_exporter)
-    ours = scrape(host_exporter.url + "/metrics")
-    after = scrape(node_exporter)
+    before = Scrape.get(node_exporter)
+    ours = Scrape.get(host_exporter.url + "/metrics")
+    after = Scrape.get(node_exporter)
     problems: list[str] = []
     compared = 0
     for name in STATIC:
@@ -162,7 +90,7 @@ def test_values_agree(node_exporter: str, host_exporter: Exporter) -> None:
                               "node_filesystem_readonly", "node_disk_info"):
                 problems.append(f"{name}{dict(labels)} missing")  # mounts/disks may differ
     counters = [n for n, kind in before.types.items() if kind == "counter"
-                and not allowed(n, allowlist())]
+                and not allowed(n, allowlist(ANCHOR))]
     for name in counters:
         low, high, our_values = before.values(name), after.values(name), ours.values(name)
         for labels, value in our_values.items():

@@ -9,20 +9,15 @@ counters agree within a few percent (the anchor is scraped before and after stac
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import math
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import PG_DSN
 from tests.helpers.exporter import (
-    REPO,
     Exporter,
     exporter_fixture,
     free_port,
@@ -30,12 +25,12 @@ from tests.helpers.exporter import (
     start_exporter,
     wait_for,
 )
+from tests.helpers.parity import Scrape, allowed, allowlist
 from tests.helpers.pgcluster import Cluster
 
 ANCHOR = "postgres_exporter"
 POSTGRES_EXPORTER = (shutil.which("prometheus-postgres-exporter")
                      or shutil.which("postgres_exporter"))
-ALLOWLIST = REPO / "tests" / "parity-allowlist.txt"
 # Series whose values are counters: stackmon's reading must lie between the anchor's
 # before and after (with this relative slack and a small absolute one for the rows our
 # own and the anchor's sessions add while they run).
@@ -50,27 +45,6 @@ MOVING = ("pg_stat_activity_", "pg_locks_count", "pg_stat_database_numbackends",
 # Settings a client sets in its own session: lib/pq (the anchor's driver) starts every
 # session with extra_float_digits=2; stackmon reports the server's value.
 SESSION_SETTINGS = {"pg_settings_extra_float_digits"}
-
-
-def allowlist(section: str, path: Path = ALLOWLIST) -> dict[str, str]:
-    """The ``# <section>`` entries of the allow-list: name or prefix* -> reason."""
-    entries: dict[str, str] = {}
-    current = None
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            words = stripped[1:].split()
-            if len(words) == 1 and words[0].endswith("_exporter"):
-                current = words[0]
-            continue
-        if stripped and current == section:
-            name, _, reason = stripped.partition(" ")
-            entries[name] = reason.strip()
-    return entries
-
-
-def allowed(name: str, entries: dict[str, str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in entries)
 
 
 def anchor_dsn(dsn: str) -> str:
@@ -117,82 +91,22 @@ def exporter() -> Iterator[Exporter]:
     })
 
 
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass
-class Samples:
-    """A scrape as written: sample names exactly as exported, TYPE lines by name.
-
-    prometheus_client's parser renames counter samples to ``<name>_total``, which would
-    hide the very difference this test is about, so the text is read line by line.
-    """
-
-    samples: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
-    types: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Samples:
-        out = cls()
-        for line in text.splitlines():
-            if line.startswith("# TYPE "):
-                _, _, name, kind = line.split(" ", 3)
-                out.types[name] = kind
-            elif line and not line.startswith("#"):
-                head, _, value = line.rpartition(" ")
-                name, _, labels = head.partition("{")
-                out.samples.setdefault(name, []).append(
-                    (dict(LABEL.findall(labels)), float(value)))
-        return out
-
-
-def scrape(url: str) -> Samples:
-    return Samples.parse(http_get(url)[2].decode())
-
-
-def label_sets(samples: Samples, name: str) -> set[frozenset[str]]:
-    return {frozenset(labels) for labels, _ in samples.samples.get(name, [])}
-
-
-def values(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    return {frozenset(labels.items()): value for labels, value in samples.samples.get(name, [])}
-
-
 def test_allowlist_entries_have_reasons() -> None:
     entries = allowlist(ANCHOR)
     assert entries, "no # postgres_exporter section in tests/parity-allowlist.txt"
     assert all(len(reason) > 10 for reason in entries.values()), entries
 
 
-def test_sample_parser_keeps_counter_names() -> None:
-    text = ('# TYPE pg_x counter\npg_x{a="1",b="q\\"x"} 3\n'
-            '# TYPE pg_y_total counter\npg_y_total 1e+06\npg_z NaN\n')
-    parsed = Samples.parse(text)
-    assert parsed.types == {"pg_x": "counter", "pg_y_total": "counter"}
-    assert parsed.samples["pg_x"] == [({"a": "1", "b": 'q\\"x'}, 3.0)]
-    assert parsed.samples["pg_y_total"] == [({}, 1e6)]
-    assert math.isnan(parsed.samples["pg_z"][0][1])
-
-
-def test_allowlist_parser_reads_only_its_section(tmp_path: Path) -> None:
-    path = tmp_path / "allow.txt"
-    path.write_text("# intro comment line\n# node_exporter\nnode_x  a reason here\n"
-                    "# postgres_exporter\n# a comment\npg_x*  because of this\n"
-                    "# redis_exporter\nredis_y  another reason\n")
-    assert allowlist(ANCHOR, path) == {"pg_x*": "because of this"}
-    assert allowed("pg_x_total", {"pg_x*": ""}) and not allowed("pg_y", {"pg_x*": ""})
-
-
 def test_every_anchor_series_exists_with_its_labels_and_type(anchor: str,
                                                              exporter: Exporter) -> None:
-    theirs = scrape(anchor)
-    ours = scrape(exporter.url + "/metrics")
+    theirs = Scrape.get(anchor)
+    ours = Scrape.get(exporter.url + "/metrics")
     entries = allowlist(ANCHOR)
     missing: list[str] = []
     for name in sorted(theirs.samples):
         if allowed(name, entries):
             continue
-        lacking = label_sets(theirs, name) - label_sets(ours, name)
+        lacking = theirs.label_sets(name) - ours.label_sets(name)
         if lacking:
             missing.append(f"{name} {sorted(sorted(s) for s in lacking)}")
     assert not missing, "anchor series stackmon lacks:\n" + "\n".join(missing)
@@ -206,15 +120,15 @@ def test_every_anchor_series_exists_with_its_labels_and_type(anchor: str,
 
 
 def test_settings_version_and_sizes_agree(anchor: str, exporter: Exporter) -> None:
-    theirs = scrape(anchor)
-    ours = scrape(exporter.url + "/metrics")
+    theirs = Scrape.get(anchor)
+    ours = Scrape.get(exporter.url + "/metrics")
     problems = []
     compared = 0
     for name, series in theirs.samples.items():
         exact = name.startswith("pg_settings_") or name == "pg_static"
         if name in SESSION_SETTINGS or not (exact or name == "pg_database_size_bytes"):
             continue
-        mine = values(ours, name)
+        mine = ours.values(name)
         for labels, value in series:
             key = frozenset(labels.items())
             if key not in mine:
@@ -230,15 +144,15 @@ def test_settings_version_and_sizes_agree(anchor: str, exporter: Exporter) -> No
 
 
 def test_counters_agree_within_a_few_percent(anchor: str, exporter: Exporter) -> None:
-    before = scrape(anchor)
-    ours = scrape(exporter.url + "/metrics")
-    after = scrape(anchor)
+    before = Scrape.get(anchor)
+    ours = Scrape.get(exporter.url + "/metrics")
+    after = Scrape.get(anchor)
     problems = []
     compared = 0
     for name, series in ours.samples.items():
         if not name.startswith(COUNTER_PREFIXES) or name.startswith(MOVING):
             continue
-        low_values, high_values = values(before, name), values(after, name)
+        low_values, high_values = before.values(name), after.values(name)
         for labels, value in series:
             key = frozenset(labels.items())
             if key not in low_values or key not in high_values:
@@ -262,10 +176,10 @@ def test_extension_settings_have_the_anchors_names() -> None:
     try:
         dsn = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
         with running_anchor(dsn) as url:
-            theirs = {n for n in scrape(url).samples if n.startswith("pg_settings_")}
+            theirs = {n for n in Scrape.get(url).samples if n.startswith("pg_settings_")}
         exp = start_exporter(["--no-collector.host"], env={"STACKMON_POSTGRES_DSN": dsn})
         try:
-            ours = {n for n in scrape(exp.url + "/metrics").samples
+            ours = {n for n in Scrape.get(exp.url + "/metrics").samples
                     if n.startswith("pg_settings_")}
         finally:
             exp.stop()

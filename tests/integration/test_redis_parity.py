@@ -12,30 +12,26 @@ percent.
 from __future__ import annotations
 
 import fnmatch
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 import redis
 
 from tests.helpers.exporter import (
-    REPO,
     Exporter,
     free_port,
     http_get,
     start_exporter,
     wait_for,
 )
+from tests.helpers.parity import Scrape, allowed, allowlist
 from tests.helpers.redis_server import RedisServer, redis_server
 
 ANCHOR = "redis_exporter"
 REDIS_EXPORTER = shutil.which("prometheus-redis-exporter") or shutil.which("redis_exporter")
-ALLOWLIST = REPO / "tests" / "parity-allowlist.txt"
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 # Equal in both, label values included.
 STATIC = ("redis_db_keys", "redis_db_keys_expiring", "redis_config_maxclients",
           "redis_config_maxmemory", "redis_config_io_threads", "redis_memory_max_bytes",
@@ -55,65 +51,6 @@ DASHBOARD_METRICS = {
     "redis_net_input_bytes_total", "redis_net_output_bytes_total", "redis_connected_slaves"}
 COUNTER_SLACK = 0.05
 COUNTER_ABSOLUTE_SLACK = 50.0
-
-
-@dataclass
-class Scrape:
-    """Prometheus text as written: sample names, label names and TYPE lines kept exactly."""
-
-    samples: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
-    types: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Scrape:
-        out = cls()
-        for line in text.splitlines():
-            if line.startswith("# TYPE "):
-                _, _, name, kind = line.split(" ", 3)
-                out.types[name] = kind
-            elif line and not line.startswith("#"):
-                head, _, value = line.rpartition(" ")
-                name, _, labels = head.partition("{")
-                out.samples.setdefault(name, []).append(
-                    (dict(LABEL.findall(labels)), float(value)))
-        return out
-
-    def family(self, sample: str) -> str:
-        """The TYPE line a sample belongs to (``x_bucket``/``_sum``/``_count`` -> ``x``)."""
-        if sample in self.types:
-            return sample
-        for suffix in ("_sum", "_count", "_bucket"):
-            if sample.endswith(suffix) and sample[: -len(suffix)] in self.types:
-                return sample[: -len(suffix)]
-        return sample
-
-    def shapes(self) -> set[tuple[str, frozenset[str]]]:
-        return {(name, frozenset(labels)) for name, series in self.samples.items()
-                for labels, _ in series}
-
-    def values(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
-        return {frozenset(labels.items()): v for labels, v in self.samples.get(name, [])}
-
-
-def allowlist(section: str, path: Path = ALLOWLIST) -> dict[str, str]:
-    """The ``# <section>`` entries: name or prefix* -> reason."""
-    entries: dict[str, str] = {}
-    current = None
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            words = stripped[1:].split()
-            if len(words) == 1 and words[0].endswith("_exporter"):
-                current = words[0]
-            continue
-        if stripped and current == section:
-            name, _, reason = stripped.partition(" ")
-            entries[name] = reason.strip()
-    return entries
-
-
-def allowed(name: str, entries: dict[str, str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in entries)
 
 
 @dataclass
@@ -193,15 +130,6 @@ def test_allowlist_entries_have_reasons() -> None:
     entries = allowlist(ANCHOR)
     assert entries, "no # redis_exporter section in tests/parity-allowlist.txt"
     assert all(len(reason) > 10 for reason in entries.values()), entries
-
-
-def test_scrape_parser_keeps_names_and_labels() -> None:
-    text = ('# TYPE redis_x counter\nredis_x{a="1",b="q\\"x"} 3\n'
-            '# TYPE redis_s summary\nredis_s_sum{cmd="get"} 1e+06\n')
-    parsed = Scrape.parse(text)
-    assert parsed.types == {"redis_x": "counter", "redis_s": "summary"}
-    assert parsed.samples["redis_x"] == [({"a": "1", "b": 'q\\"x'}, 3.0)]
-    assert parsed.family("redis_s_sum") == "redis_s"
 
 
 @pytest.mark.parametrize("role", ["primary", "replica", "cluster"])

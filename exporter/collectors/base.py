@@ -368,3 +368,32 @@ class CollectorSet:
                 collector.close()
             except Exception:
                 log.exception("collector=%s msg=\"close failed\"", collector.name)
+
+
+class _BareName(str):
+    """A family name that stays as it is when prometheus_client appends ``_total``.
+
+    Some anchors export counters without ``_total`` (postgres_exporter's
+    ``pg_stat_database_xact_commit``, redis_exporter's ``redis_total_error_replies``);
+    prometheus_client's text encoder writes a counter's HELP/TYPE lines for
+    ``name + "_total"``, which would announce a name no sample has.  Appending ``_total``
+    to this name returns the name itself; any other suffix (``_created``) is appended.
+    """
+
+    __slots__ = ()
+
+    def __add__(self, other: str) -> str:
+        return str(self) if other == "_total" else str(self) + other
+
+
+def bare_counter(name: str, help_text: str, labels: Sequence[str] = ()) -> Metric:
+    """A counter family whose samples are named exactly ``name`` (no ``_total``); add
+    samples with ``family.add_sample(name, labels, value)``.  Sample output::
+
+        # TYPE pg_stat_database_xact_commit counter
+        pg_stat_database_xact_commit{datid="5",datname="postgres"} 1042.0
+    """
+    family = Metric(name, help_text, "counter")
+    family.name = _BareName(name)
+    family._labelnames = tuple(labels)  # type: ignore[attr-defined]
+    return family

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +16,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
-from exporter.collectors.postgres.view import add, bare_counter, untyped
+from exporter.collectors.base import bare_counter
+from exporter.collectors.postgres.view import add, untyped
 from exporter.http.exposition import freeze, render_text
 
 
@@ -53,7 +53,7 @@ def families() -> list[Metric]:
     info = InfoMetricFamily("build", "Build.", value={"version": "1"})
     empty = GaugeMetricFamily("e_empty", "No samples.", labels=["x"])
     stamped = GaugeMetricFamily("t_stamped", "Timestamped.")
-    stamped.add_metric([], 1.0, timestamp=time.time())
+    stamped.add_metric([], 1.0, timestamp=1795789067.123)  # fixed: families() is built twice
     plain = GaugeMetricFamily("p_plain", "Plain.")
     plain.add_metric([], 0.0)
     return [gauge, counter, created, bare, raw, hist, summary, info, empty, stamped, plain]

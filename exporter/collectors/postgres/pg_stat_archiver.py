@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter.collectors.base import bare_counter
 from exporter.collectors.postgres.view import (
     NAN,
     PreparedQuery,
     Results,
     ServerInfo,
     add,
-    bare_counter,
 )
 
 ARCHIVER_SQL = """

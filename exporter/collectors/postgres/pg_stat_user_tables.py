@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter.collectors.base import bare_counter
 from exporter.collectors.postgres.view import (
     PreparedQuery,
     Results,
     ServerInfo,
     add,
-    bare_counter,
 )
 
 COUNTER, GAUGE, TIME = "counter", "gauge", "time"

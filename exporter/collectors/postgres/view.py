@@ -49,33 +49,6 @@ class ServerInfo:
     statement_timeout: str = ""
 
 
-class _BareName(str):
-    """A family name that stays as it is when prometheus_client appends ``_total``.
-
-    postgres_exporter's counters have no ``_total`` (``pg_stat_database_xact_commit``);
-    prometheus_client's text encoder writes a counter's HELP/TYPE lines as
-    ``name + "_total"``, which would announce a name no sample has.  Appending
-    ``_total`` to this name returns the name itself, so HELP/TYPE match the samples;
-    any other suffix (``_created``) is appended as usual.
-    tests/unit/test_postgres_unit.py checks the rendered TYPE line.
-    """
-
-    __slots__ = ()
-
-    def __add__(self, other: str) -> str:
-        if other == "_total":
-            return str(self)
-        return str(self) + other
-
-
-def bare_counter(name: str, help_text: str, labels: list[str]) -> Metric:
-    """A counter family whose samples are named exactly ``name`` (no ``_total``)."""
-    family = Metric(name, help_text, "counter")
-    family.name = _BareName(name)
-    family._labelnames = tuple(labels)  # type: ignore[attr-defined]  # read by add()
-    return family
-
-
 def add(family: Metric, labels: list[str], value: Any) -> None:
     """Add one sample to a family made by ``bare_counter`` or ``untyped``."""
     names: tuple[str, ...] = family._labelnames  # type: ignore[attr-defined]

@@ -54,7 +54,7 @@ from redis.connection import AbstractConnection, parse_url
 from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
-from exporter.collectors.base import Collector, service_families
+from exporter.collectors.base import Collector, bare_counter, service_families
 from exporter.collectors.redis.settings import RedisSettings, RedisTarget
 from exporter.errors import ConfigError, SettingError
 from exporter.secrets import read_secret_file
@@ -578,7 +578,9 @@ class RedisCollector(Collector):
         for field, (name, help_text) in BARE_COUNTERS.items():
             value = _number(info.get(field))
             if value is not None:
-                out.append(bare_counter(name, help_text, value))
+                family = bare_counter(name, help_text)
+                family.add_sample(name, {}, value)
+                out.append(family)
         for field, text in info.items():  # redis_exporter passes every cluster_* field on
             number = _number(_STATUS_WORDS.get(text, text))
             if field.startswith("cluster_") and field not in GAUGES and number is not None:
@@ -734,28 +736,6 @@ class RedisCollector(Collector):
 
 # redis_exporter reads these INFO words as numbers.
 _STATUS_WORDS = {"ok": "1", "true": "1", "err": "0", "fail": "0", "false": "0"}
-
-
-class _BareName(str):
-    """A counter's family name that prometheus_client's text encoder leaves as it is.
-
-    The encoder writes a counter's HELP and TYPE lines for ``name + "_total"``; redis_exporter
-    has counters without that suffix (``redis_total_error_replies``), whose HELP/TYPE must
-    name the samples.  Adding ``"_total"`` to this str gives the name back unchanged.
-    """
-
-    __slots__ = ()
-
-    def __add__(self, suffix: str) -> str:
-        return str(self) if suffix == "_total" else str(self) + suffix
-
-
-def bare_counter(name: str, help_text: str, value: float) -> Metric:
-    """A one-sample counter family whose sample is named exactly ``name``."""
-    family = Metric(name, help_text, "counter")
-    family.name = _BareName(name)
-    family.add_sample(name, {}, value)
-    return family
 
 
 def _key(cmd: tuple[str, ...]) -> str:

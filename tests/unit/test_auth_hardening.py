@@ -32,8 +32,9 @@ def test_dummy_hash_has_the_configured_cost(tmp_path: Path, cost: int) -> None:
 
 
 def test_unknown_and_known_users_take_as_long(tmp_path: Path) -> None:
-    """Wrong passwords for a known and an unknown user: medians within a factor of 2
-    (a cost-10 dummy against cost-12 hashes made it a factor of 4)."""
+    """Wrong passwords for a known and an unknown user: medians within a factor of 3
+    (a cost-10 dummy against cost-12 hashes made it a factor of 4; the bound is loose
+    because CI is a loaded 2-core machine, and the cost test above is the exact check)."""
     cfg = web_config(tmp_path, 12)
     times: dict[str, list[float]] = {"alice": [], "mallory": []}
     for i in range(5):
@@ -42,7 +43,7 @@ def test_unknown_and_known_users_take_as_long(tmp_path: Path) -> None:
             assert cfg.authorized(header(user, f"wrong-{user}-{i}")) is False
             times[user].append(time.perf_counter() - start)
     known, unknown = (statistics.median(times[u]) for u in ("alice", "mallory"))
-    assert 0.5 < unknown / known < 2.0, (known, unknown)
+    assert 1 / 3 < unknown / known < 3.0, (known, unknown)
 
 
 class CountingCheckpw:

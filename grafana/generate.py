@@ -649,9 +649,10 @@ DATABASE = Dash(
             ts("Connections by state", "Backends per state (pg_stat_activity_count).",
                "short", Q(f"sum by ({PG}, state) (pg_stat_activity_count{DB})",
                           "{{instance}} {{state}}"), stack=True, w=8),
-            ts("Oldest transaction", "Age of the oldest open transaction per database. "
-               "PostgresLongRunningTransaction fires (warning) above 1 h.", "s",
-               Q(f"max by ({PGDB}) (pg_stat_activity_max_tx_duration{DB})",
+            ts("Oldest transaction", "Age of the oldest open client transaction per database "
+               "(autovacuum and pg_dump left out). PostgresLongRunningTransaction fires "
+               "(warning) above 1 h.", "s",
+               Q(f"max by ({PGDB}) (pg_stat_activity_client_max_tx_duration_seconds{DB})",
                  "{{instance}} {{datname}}"), steps=above(3600), w=8),
             ts("Slow queries", "Client statements running longer than the configured "
                "threshold. PostgresSlowQueries fires (warning) above 0 for 5 m.", "short",

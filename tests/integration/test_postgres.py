@@ -174,6 +174,41 @@ def _backends(db: str) -> int:
     return int(row[0]) if row else 0
 
 
+def test_oldest_client_transaction_leaves_out_pg_dump(exporter: Exporter, test_db: str) -> None:
+    """PostgresLongRunningTransaction reads pg_stat_activity_client_max_tx_duration_seconds:
+    a dump's open transaction is left out of it, a client's is not (the anchor's
+    pg_stat_activity_max_tx_duration counts both)."""
+    dumper = psycopg.connect(TEST_DSN, autocommit=False, connect_timeout=5,
+                             application_name="pg_dump")
+    client: psycopg.Connection[Any] | None = None
+    try:
+        dumper.execute("SELECT 1")  # idle in transaction from here on
+
+        def only_the_dump(s: Samples) -> bool:
+            return (s.get("pg_stat_activity_max_tx_duration", datname=test_db,
+                          state="idle in transaction") > 0
+                    and s.get("pg_stat_activity_client_max_tx_duration_seconds",
+                              datname=test_db) == 0)
+        wait_for(lambda: only_the_dump(exporter.scrape()),
+                 what="the dump's transaction in the anchor metric only")
+        client = connect(autocommit=False)
+        client.execute("SELECT 1")
+
+        def client_seen() -> Samples | None:
+            s = exporter.scrape()
+            return s if s.get("pg_stat_activity_client_max_tx_duration_seconds",
+                              datname=test_db) > 0 else None
+        s = wait_for(client_seen, what="the client's open transaction")
+        dump_age = s.get("pg_stat_activity_max_tx_duration", datname=test_db,
+                         state="idle in transaction")
+        assert s.get("pg_stat_activity_client_max_tx_duration_seconds",
+                     datname=test_db) <= dump_age  # the younger of the two
+    finally:
+        for conn in (dumper, client):
+            if conn is not None:
+                conn.close()
+
+
 def test_commits_and_rollbacks_exact(exporter: Exporter, test_db: str) -> None:
     # Autovacuum may visit the database in between: then measure again (at most 3 times).
     for _attempt in range(3):

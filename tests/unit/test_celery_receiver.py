@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from exporter.collectors.celery.collector import make_app
+from exporter.collectors.celery.broker import make_app
 from exporter.collectors.celery.events import EventReceiverThread, EventState
 from exporter.collectors.celery.settings import CelerySettings
 from tests.helpers.exporter import free_port, wait_for

@@ -345,7 +345,8 @@ def test_scrape_size_does_not_grow_with_tasks_processed() -> None:
 def test_queue_workers_and_processes_per_queue() -> None:
     """celery_active_worker_count / _process_count as celery-exporter: the workers whose
     active_queues hold the queue, and the sum of their pools' child processes."""
-    from exporter.collectors.celery.collector import InspectSnapshot, _queue_workers
+    from exporter.collectors.celery.collector import _queue_workers
+    from exporter.collectors.celery.inspect import InspectSnapshot
 
     snap = InspectSnapshot(1.0, {
         "a@web-1": {"queues": ["celery", "mail"], "processes": 4},

@@ -1,9 +1,9 @@
 """Celery: broker up, queue lengths from the broker, event state and inspect data.
 
-On every scrape the collector reads the queue lengths from the broker (the one
-backend call of the scrape) and adds copies of two states kept up to date in the
-background: the event state (``events.py``) and the last inspect replies
-(stats, active, reserved, scheduled, registered, active_queues), refreshed every
+On every scrape the collector reads the queue lengths from the broker (``broker.py``,
+the one backend call of the scrape) and adds copies of two states kept up to date in the
+background: the event state (``events.py``) and the last inspect replies (``inspect.py``:
+stats, active, reserved, scheduled, registered, active_queues), refreshed every
 ``inspect_interval_seconds`` by a thread of its own so that broadcast timeouts never
 reach the scrape.
 
@@ -36,246 +36,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter import logs
 from exporter.collectors.base import Collector, service_families
+from exporter.collectors.celery.broker import QueueReader, make_app
 from exporter.collectors.celery.events import EventReceiverThread, EventState, node_host
+from exporter.collectors.celery.inspect import InspectPoller, InspectSnapshot
 from exporter.collectors.celery.settings import CelerySettings
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.celery")
-
-REDIS_SCHEMES = ("redis", "rediss")
-# kombu puts priority n of queue "q" in the list "q" + sep + str(n) (priority 0 in "q");
-# its default steps are 0, 3, 6, 9 and custom steps lie in 0..9: read all ten.
-REDIS_PRIORITIES = tuple(range(10))
-REDIS_DEFAULT_SEP = "\x06\x16"
-# The inspect broadcasts made on every refresh (celery.app.control.Inspect methods).
-INSPECT_METHODS = ("stats", "active", "reserved", "scheduled", "registered", "active_queues")
-
-
-def make_app(settings: CelerySettings) -> Any:
-    """A private Celery app for the broker (not set as the current app)."""
-    from celery import Celery
-
-    timeout = settings.broker_timeout_seconds
-    app = Celery("stackmon", broker=settings.url(), set_as_current=False)
-    app.conf.update(
-        broker_connection_timeout=timeout,
-        broker_connection_retry=False,
-        broker_connection_max_retries=1,
-        broker_transport_options={"socket_timeout": timeout,
-                                  "socket_connect_timeout": timeout,
-                                  "max_retries": 1},
-        # No AMQP heartbeats on the scrape and inspect connections: nobody would send
-        # them between scrapes and RabbitMQ would close the connection.  The event
-        # receiver asks for its own (RECEIVER_HEARTBEAT_SECONDS) and sends them.
-        broker_heartbeat=0,
-        control_queue_expires=60.0,
-    )
-    return app
-
-
-@dataclass
-class InspectSnapshot:
-    """The workers' replies to the last inspect round."""
-
-    time: float = 0.0  # unix time of the last successful round (0 = never)
-    workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by node name
-    queues: list[str] = field(default_factory=list)
-
-
-class InspectPoller:
-    """Refreshes the inspect data in a background thread, off the scrape path.
-
-    Each broadcast stops waiting once every worker the events know as online replied
-    (``limit``), else after ``inspect_timeout_seconds``.
-    """
-
-    def __init__(self, app: Any, settings: CelerySettings, state: EventState) -> None:
-        self.app = app
-        self.settings = settings
-        self.state = state
-        self.snapshot = InspectSnapshot()
-        self.ok = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failures = logs.RepeatedFailures(log)
-
-    def start(self) -> None:
-        if self.settings.inspect_interval_seconds <= 0:
-            return
-        self._thread = threading.Thread(target=self._run, name="celery-inspect", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-                self.ok = True
-                self._failures.ok("collector=celery part=inspect")
-            except Exception as err:
-                self.ok = False
-                self._failures.failed("collector=celery part=inspect", "inspect refresh failed",
-                                      type(err).__name__, 'cause=%s err="%s"',
-                                      logs.cause(err), err)
-            self._stop.wait(self.settings.inspect_interval_seconds)
-
-    def refresh(self) -> None:
-        expected = len(self.state.online_workers())
-        timeout = self.settings.inspect_timeout_seconds
-        replies: dict[str, dict[str, Any]] = {}
-        # The URL is rebuilt at every connection: a rotated password file is picked up.
-        with self.app.connection_for_write(url=self.settings.url()) as conn:
-            if self.settings.enable_events_at_start:
-                self.app.control.enable_events(connection=conn)
-            inspect = self.app.control.inspect(timeout=timeout, connection=conn,
-                                               limit=expected or None)
-            for method in INSPECT_METHODS:
-                for host, reply in (getattr(inspect, method)() or {}).items():
-                    replies.setdefault(host, {})[method] = reply
-        workers: dict[str, dict[str, Any]] = {}
-        queues: set[str] = set()
-        for node, data in list(replies.items())[: self.settings.max_workers]:
-            stats = data.get("stats") or {}
-            pool = stats.get("pool") or {}
-            consumes = sorted({str(q["name"]) for q in data.get("active_queues") or []
-                               if isinstance(q, dict) and q.get("name")})
-            processes = pool.get("processes")
-            workers[node] = {
-                "implementation": _pool_name(pool.get("implementation")),
-                "max_concurrency": pool.get("max-concurrency"),
-                "active": _length(data.get("active")),
-                "reserved": _length(data.get("reserved")),
-                "scheduled": _length(data.get("scheduled")),
-                "registered": _length(data.get("registered")),
-                "queues": consumes,
-                # celery-exporter counts the pool's child processes: 0 for a thread pool.
-                "processes": len(processes) if isinstance(processes, list) else 0,
-            }
-            queues.update(consumes)
-        self.snapshot = InspectSnapshot(time.time(), workers,
-                                        sorted(queues)[: self.settings.max_queue_names])
-
-
-def _length(value: Any) -> float | None:
-    return float(len(value)) if isinstance(value, list | dict) else None
-
-
-def _pool_name(implementation: Any) -> str:
-    """``celery.concurrency.prefork:TaskPool`` -> ``prefork``."""
-    text = str(implementation or "unknown")
-    return text.partition(":")[0].rpartition(".")[2] or text
-
-
-class QueueReader:
-    """Reads queue lengths through one long-lived broker connection, repaired on error."""
-
-    def __init__(self, app: Any, settings: CelerySettings) -> None:
-        self.app = app
-        self.settings = settings
-        self.scheme = settings.url().partition("://")[0].lower()
-        self.conn: Any = None
-        self.channel: Any = None
-
-    @property
-    def is_redis(self) -> bool:
-        return self.scheme in REDIS_SCHEMES
-
-    def read(self, queues: list[str], deadline: float
-             ) -> dict[str, tuple[float, float | None]]:
-        """``{queue: (messages, consumers or None)}`` before ``deadline``; raises when the
-        broker is down or does not answer in time."""
-        try:
-            if self.conn is None:
-                # Connecting is two waits (TCP, then the broker's handshake or first
-                # reply): each gets half of what is left, so together they fit.
-                timeout = self._timeout(deadline) / 2
-                options = dict(self.app.conf.broker_transport_options or {})
-                options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-                self.conn = self.app.connection_for_read(url=self.settings.url(),
-                                                         connect_timeout=timeout,
-                                                         transport_options=options)
-                self.conn.ensure_connection(max_retries=0)  # a retry would sleep 2 s first
-            self._bound_reads(self._timeout(deadline))
-            return self._redis(queues) if self.is_redis else self._amqp(queues)
-        except Exception:
-            self.close()
-            raise
-
-    def _timeout(self, deadline: float) -> float:
-        """The broker timeout, cut to the time left before the deadline."""
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no time left before the scrape deadline")
-        return min(self.settings.broker_timeout_seconds, left)
-
-    def _bound_reads(self, timeout: float) -> None:
-        """Set the long-lived connection's socket timeouts to this scrape's time left
-        (they were set from an earlier scrape's budget when it connected)."""
-        if self.is_redis:
-            pool = self.conn.default_channel.client.connection_pool
-            pool.connection_kwargs.update(socket_timeout=timeout / 2,
-                                          socket_connect_timeout=timeout / 2)
-            # redis-py has no public list of a pool's connections; these are stable since 3.x.
-            for conn in (*pool._available_connections, *pool._in_use_connections):
-                conn.socket_timeout = conn.socket_connect_timeout = timeout / 2
-                if conn._sock is not None:
-                    conn._sock.settimeout(timeout)
-        else:
-            sock = getattr(self.conn.connection, "sock", None)  # py-amqp's socket
-            if sock is not None:
-                sock.settimeout(timeout)
-
-    def _redis(self, queues: list[str]) -> dict[str, tuple[float, float | None]]:
-        channel = self.conn.default_channel
-        sep = getattr(channel, "sep", REDIS_DEFAULT_SEP)
-        steps = sorted(set(REDIS_PRIORITIES) | set(getattr(channel, "priority_steps", ())))
-        client = channel.client
-        with client.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                for pri in steps:
-                    pipe.llen(f"{queue}{sep}{pri}" if pri else queue)
-            sizes = pipe.execute()
-        out: dict[str, tuple[float, float | None]] = {}
-        for i, queue in enumerate(queues):
-            out[queue] = (float(sum(sizes[i * len(steps):(i + 1) * len(steps)])), None)
-        return out
-
-    def _amqp(self, queues: list[str]) -> dict[str, tuple[float, float | None]]:
-        not_found = tuple(self.conn.channel_errors)
-        out: dict[str, tuple[float, float | None]] = {}
-        for queue in queues:
-            if self.channel is None:
-                self.channel = self.conn.channel()
-            try:
-                _, messages, consumers = self.channel.queue_declare(queue=queue, passive=True)
-            except not_found:  # no such queue: the broker closed our channel
-                self.channel = None
-                out[queue] = (0.0, 0.0)
-                continue
-            out[queue] = (float(messages), float(consumers))
-        return out
-
-    def close(self) -> None:
-        conn, self.conn, self.channel = self.conn, None, None
-        if conn is not None:
-            try:
-                conn.collect()
-            except Exception:
-                log.debug('collector=celery msg="closing the broker connection failed"',
-                          exc_info=True)
 
 
 class CeleryCollector(Collector):

@@ -12,41 +12,19 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH=${BENCH:-$HERE/../shared/bench}
 WORK=${BENCH_WORK:-/tmp/stackmon-bench}
 N=${N:-200} C=${C:-8} K=${K:-50}
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PY="$HERE/.venv/bin/python"
 mkdir -p "$WORK/results-pg"
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-P1=$(free_port); P2=$(free_port); P3=$(free_port); PGPORT=$(free_port)
+source "$HERE/bench/lib.sh"
+P1=$(free_port); P2=$(free_port); P3=$(free_port)
 
-# --- a private PostgreSQL 15 with the bench data ---------------------------------------
-PGDATA="$WORK/pgdata"
-rm -rf "$PGDATA"; mkdir -p "$PGDATA"; chown postgres "$PGDATA" "$WORK"
-as_pg() { runuser -u postgres -- "$@"; }
-as_pg "$PGBIN/initdb" -D "$PGDATA" --auth=trust -U postgres >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/postgres.log" -w start \
-  -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1 -c max_connections=50" >/dev/null
+# --- a private PostgreSQL 15 with the bench data (bench/lib.sh) -----------------------
 A= S= S0=
 cleanup() {
   kill $A $S $S0 2>/dev/null || true; wait 2>/dev/null || true
-  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+  stop_bench_pg
 }
 trap cleanup EXIT
-PSQL=(as_pg "$PGBIN/psql" -qX -h 127.0.0.1 -p "$PGPORT" -U postgres)
-"${PSQL[@]}" -c 'CREATE DATABASE bench'
-as_pg "$PGBIN/pgbench" -i -s 5 -q -h 127.0.0.1 -p "$PGPORT" -U postgres bench 2>/dev/null
-"${PSQL[@]}" -d bench <<'SQL'
-DO $$
-DECLARE i int;
-BEGIN
-  FOR i IN 1..200 LOOP
-    EXECUTE format('CREATE TABLE public.t%s (id serial PRIMARY KEY, k int NOT NULL, v text, created timestamptz DEFAULT now())', lpad(i::text,3,'0'));
-    EXECUTE format('CREATE INDEX t%s_k_idx ON public.t%s (k)', lpad(i::text,3,'0'), lpad(i::text,3,'0'));
-    EXECUTE format('INSERT INTO public.t%s (k, v) SELECT g %% 97, md5(g::text) FROM generate_series(1, %s) g', lpad(i::text,3,'0'), 200 + (i*37 % 800));
-  END LOOP;
-END $$;
-VACUUM ANALYZE;
-SQL
-as_pg "$PGBIN/pgbench" -c 2 -j 1 -T 10 -n -h 127.0.0.1 -p "$PGPORT" -U postgres bench >/dev/null
+start_bench_pg "$WORK"
 
 # --- the exporters ----------------------------------------------------------------------
 PG_DSN="postgresql://postgres@127.0.0.1:$PGPORT/postgres?sslmode=disable"

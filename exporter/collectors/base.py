@@ -224,6 +224,11 @@ def service_families(service: str, up: float, version: str | None = None,
     return [up_family, info]
 
 
+def _series_keys(family: Metric) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    """Each sample's (name, label set): `{("up", frozenset({("service", "redis")}))}`."""
+    return {(s.name, frozenset(s.labels.items())) for s in family.samples}
+
+
 class DuplicateSeriesError(ValueError):
     """Two collectors exported the same family differently, or the same series twice."""
 
@@ -253,9 +258,8 @@ def merge_families(metrics: list[Metric]) -> list[Metric]:
                 f"{family.type} {family.documentation!r}")
         seen = series.get(family.name)
         if seen is None:  # the second family of this name: index the first one now
-            seen = series[family.name] = {(s.name, frozenset(s.labels.items()))
-                                          for s in first.samples}
-        keys = {(s.name, frozenset(s.labels.items())) for s in family.samples}
+            seen = series[family.name] = _series_keys(first)
+        keys = _series_keys(family)
         twice = seen & keys
         if twice:
             name, labels = sorted(twice, key=repr)[0]

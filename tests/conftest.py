@@ -56,6 +56,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("STACKMON_TEST_GUARD", "on") == "off":
         return
     _GUARD["before"] = guard.snapshot()
+    guard.settle()
     _GUARD["watcher"] = guard.Watcher().start()
 
 

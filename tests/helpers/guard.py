@@ -107,6 +107,14 @@ def snapshot() -> dict[str, Any]:
     return snap
 
 
+def settle(timeout: float = 30.0) -> None:
+    """Wait for the processes a snapshot started to be gone: ``rabbitmqctl``'s Erlang VM
+    can still hold its socket to the machine's epmd (4369) for a moment after
+    ``subprocess.run`` returned, and the watcher's first scan would count it as the
+    suite's (seen once in CI: ``beam.smp ... -home /var/lib/rabbitmq``)."""
+    psutil.wait_procs(psutil.Process().children(recursive=True), timeout=timeout)
+
+
 def compare(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """One line per server: "unchanged" or what differs."""
     lines = []

@@ -302,8 +302,10 @@ SINCE_18 = {"pg_stat_database_parallel_workers_to_launch",
 
 
 def emitted_names(*scrapes: Samples) -> set[str]:
-    """pg_ sample names of the scrapes; the README's one pg_settings_ row stands for all."""
-    names = {n for s in scrapes for n in s.samples if n.startswith("pg_")}
+    """pg_ (and stackmon's own stackmon_postgres_) sample names of the scrapes; the
+    README's one pg_settings_ row stands for all."""
+    names = {n for s in scrapes for n in s.samples
+             if n.startswith(("pg_", "stackmon_postgres_"))}
     settings = {n for n in names if n.startswith("pg_settings_")}
     assert "pg_settings_max_connections" in settings and len(settings) > 100
     return names - settings | {"pg_settings_max_connections"}
@@ -371,6 +373,12 @@ def test_user_tables_largest_first_capped(test_db: str) -> None:
             s = wait_for(flushed, timeout=20, what="table statistics to be flushed")
             tables = {lbl["relname"] for lbl, _ in s.samples["pg_stat_user_tables_seq_scan"]}
             assert tables == {"ut_big", "ut_mid"}  # ut_small is left out by the limit
+            with connect() as conn:
+                row = conn.execute("SELECT count(*) FROM pg_stat_user_tables").fetchone()
+            assert row is not None and row[0] >= 3
+            # Every user table of the database but the two exported is counted as left out.
+            assert s.get("stackmon_postgres_user_tables_omitted", datname=test_db,
+                         server=f"{PG_HOST}:{PG_PORT}") == row[0] - 2
             labels = {"datname": test_db, "schemaname": "public", "relname": "ut_big",
                       "server": f"{PG_HOST}:{PG_PORT}"}
             with connect() as conn:

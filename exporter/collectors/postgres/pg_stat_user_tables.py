@@ -5,14 +5,17 @@ postgres_exporter's default ``stat_user_tables`` collector, names, types and lab
 ``pg_settings_*`` on ``server``, as postgres_mixin does, match).  Only the
 ``postgres.user_tables_limit`` largest tables (by pg_class.relpages, the planner's size
 estimate, no file access) are exported, so a database with 10,000 tables costs one
-catalog scan and that many rows; 0 turns the view off.  Never-vacuumed/analyzed tables
-report 0 for the ``last_*`` times, as postgres_exporter does.
+catalog scan and that many rows; 0 turns the view off.  How many tables the cap left
+out is ``stackmon_postgres_user_tables_omitted`` (stackmon's own), so a capped view is
+never mistaken for a complete one.  Never-vacuumed/analyzed tables report 0 for the
+``last_*`` times, as postgres_exporter does.
 
 Sample output::
 
     pg_stat_user_tables_n_dead_tup{datname="app",relname="orders",...} 12.0
     pg_stat_user_tables_seq_scan{datname="app",relname="orders",...} 3.0
     pg_stat_user_tables_last_autovacuum{datname="app",relname="orders",...} 1.7e+09
+    stackmon_postgres_user_tables_omitted{datname="app",server="db:5432"} 9800.0
 """
 
 from __future__ import annotations
@@ -73,15 +76,17 @@ SIZE_METRICS: dict[str, str] = {
 # The largest tables are picked from pg_class first; then the view is read for each of
 # them alone (LATERAL ... OFFSET 0 keeps the planner from joining the whole view, whose
 # GROUP BY would otherwise compute the statistics of every table), so statistics and
-# sizes (a stat per file) are computed only for the exported rows.
+# sizes (a stat per file) are computed only for the exported rows.  The window count is
+# taken before LIMIT, in the same scan: every user table, for the omitted count.
 USER_TABLES_SQL = """
 WITH largest AS (
-  SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  SELECT c.oid, count(*) OVER () AS total
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('r', 'p', 'm')
     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
   ORDER BY c.relpages DESC, c.oid LIMIT {limit})
 SELECT current_database(), s.schemaname, s.relname, {columns},
-       pg_indexes_size(s.relid)::float8, pg_table_size(s.relid)::float8
+       pg_indexes_size(s.relid)::float8, pg_table_size(s.relid)::float8, l.total::float8
 FROM largest l
 CROSS JOIN LATERAL (SELECT * FROM pg_stat_user_tables u WHERE u.relid = l.oid OFFSET 0) s
 """
@@ -112,8 +117,16 @@ def metrics(r: Results, server: ServerInfo) -> list[Metric]:
         families.append(GaugeMetricFamily(name, help_text, labels=labels))
     for family in families:
         family._labelnames = tuple(labels)  # type: ignore[attr-defined]
-    for row in r["user_tables"]:
+    rows = r["user_tables"]
+    for row in rows:
         key = [str(row[0]), str(row[1]), str(row[2]), server.server]
-        for family, value in zip(families, row[3:], strict=True):
+        for family, value in zip(families, row[3:-1], strict=True):
             add(family, key, value)
+    omitted = GaugeMetricFamily(
+        "stackmon_postgres_user_tables_omitted",
+        "User tables of the connected database left out of pg_stat_user_tables_* by "
+        "postgres.user_tables_limit (the smallest ones).", labels=["datname", "server"])
+    if rows:
+        omitted.add_metric([str(rows[0][0]), server.server], float(rows[0][-1]) - len(rows))
+    families.append(omitted)
     return families

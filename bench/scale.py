@@ -200,22 +200,51 @@ class Backend:
     def snapshot(self) -> dict[str, float]:
         return {}
 
+    def finish(self, exp: Exporter) -> dict[str, float]:
+        """Called after the measured scrapes, before the last snapshot."""
+        return {}
+
 
 class PgBackend(Backend):
     def __init__(self, cluster: Any) -> None:
         self.cluster = cluster
+        self.settle = True
+
+    def finish(self, exp: Exporter) -> dict[str, float]:
+        """Stop the exporter and wait until its server processes are gone: a backend
+        flushes its statistics when it exits, so the last snapshot needs no idle wait."""
+        master = psutil.Process(self._postmaster_pid())
+        ports = {c.laddr.port for c in psutil.Process(exp.pid).net_connections("tcp")
+                 if c.raddr and c.raddr.port == self.cluster.port}
+        mine = []
+        for child in master.children():
+            with contextlib.suppress(psutil.Error):
+                if any(c.raddr and c.raddr.port in ports for c in child.net_connections("tcp")):
+                    mine.append(child)
+        exp.stop()
+        # Gone means reaped by the postmaster, so its CPU is in the postmaster's cutime.
+        _, alive = psutil.wait_procs(mine, timeout=30)
+        if alive:
+            raise SystemExit(f"{exp.name}'s PostgreSQL backends did not exit: {alive}")
+        self.settle = False
+        return {"exporter_backends": float(len(mine))}
+
+    def _postmaster_pid(self) -> int:
+        return int((self.cluster.datadir / "postmaster.pid").read_text().splitlines()[0])
 
     def snapshot(self) -> dict[str, float]:
         # A backend that flushed its statistics less than 1 s ago (PGSTAT_MIN_INTERVAL)
-        # flushes the rest after 10 s idle (PGSTAT_IDLE_INTERVAL): wait that out.
-        time.sleep(10.5)
+        # flushes the rest after 10 s idle (PGSTAT_IDLE_INTERVAL): wait that out, unless
+        # finish() has stopped the exporter (its backends flushed on exit).
+        if self.settle:
+            time.sleep(10.5)
+        self.settle = True
         with self.cluster.connect() as conn:
             row = conn.execute("SELECT sum(xact_commit + xact_rollback), "
                                "(SELECT count(*) FROM pg_stat_activity "
                                " WHERE backend_type = 'client backend') "
                                "FROM pg_stat_database").fetchone()
-        pid = int((self.cluster.datadir / "postmaster.pid").read_text().splitlines()[0])
-        master = psutil.Process(pid)
+        master = psutil.Process(self._postmaster_pid())
         cpu = sum(t.user + t.system + t.children_user + t.children_system
                   for t in [master.cpu_times()])
         for child in master.children(recursive=True):
@@ -244,8 +273,10 @@ class RedisBackend(Backend):
 
 
 def measure(exp: Exporter, paths: Sequence[str], scrapes: int, backend: Backend | None = None,
-            timeout: float = 60) -> dict[str, float]:
-    """``scrapes`` rounds; one round GETs every path once. Figures are per GET."""
+            timeout: float = 60, samples: Sequence[str] = ()) -> dict[str, float]:
+    """``scrapes`` rounds; one round GETs every path once. Figures are per GET, plus the
+    sum of each of ``samples`` in the last reply. A PostgreSQL backend stops the exporter
+    at the end (``PgBackend.finish``)."""
     scraper = Scraper(exp.port, timeout)
     try:
         body = b""
@@ -261,21 +292,28 @@ def measure(exp: Exporter, paths: Sequence[str], scrapes: int, backend: Backend 
                 body = scraper.get(path)
                 times.append((time.perf_counter() - t0) * 1000)
         cpu1 = proc_cpu_seconds(exp.pid)
-        after = backend.snapshot() if backend else {}
+        rss, threads = rss_mb(exp.pid), psutil.Process(exp.pid).num_threads()
     finally:
         scraper.close()
+    finished = backend.finish(exp) if backend else {}
+    after = backend.snapshot() if backend else {}
     n = len(times)
     out = {"p50_ms": statistics.median(times), "p99_ms": pct(times, 99),
            "cpu_ms_per_scrape": (cpu1 - cpu0) * 1000 / n, "series": float(series(body)),
            "series_total": float(series(body)) * len(paths),
-           "rss_mb": rss_mb(exp.pid), "scrapes": float(n),
-           "threads": float(psutil.Process(exp.pid).num_threads())}
+           "rss_mb": rss, "scrapes": float(n), "threads": float(threads)}
+    text = body.decode()
+    for name in samples:
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith((name + "{", name + " "))]
+        out[name] = sum(values) if values else float("nan")
     if "xacts" in before:
         # The "before" snapshot's own session counts 2 (measured with nothing else running).
         out["pg_xacts_per_scrape"] = (after["xacts"] - before["xacts"] - 2) / n
         out["pg_server_cpu_ms_per_scrape"] = (after["server_cpu_s"] - before["server_cpu_s"]
                                               ) * 1000 / n
-        out["pg_client_backends"] = after["client_backends"]
+        # The bench's own session, any sessions it holds, and the exporter's (gone now).
+        out["pg_client_backends"] = after["client_backends"] + finished["exporter_backends"]
     if "commands" in before:
         out["redis_commands_per_scrape"] = (after["commands"] - before["commands"]
                                             - before["snapshot_commands"]) / n
@@ -485,10 +523,11 @@ def bench_pg_tables(args: argparse.Namespace) -> None:
                     exp = start_exp()
                     try:
                         # Uncapped 10,000 tables is ~200k series a scrape: fewer scrapes.
-                        fig = measure(exp, ["/metrics"], min(args.scrapes, 20), backend)
-                        if exp.name == "stackmon":  # the cap's overflow, as exported
-                            fig["tables_omitted"] = _sample(
-                                exp, "stackmon_postgres_user_tables_omitted")
+                        omitted = "stackmon_postgres_user_tables_omitted"
+                        fig = measure(exp, ["/metrics"], min(args.scrapes, 20), backend,
+                                      samples=[omitted] if exp.name == "stackmon" else [])
+                        if omitted in fig:  # the cap's overflow, as exported
+                            fig["tables_omitted"] = fig.pop(omitted)
                         show(f"{exp.name}/{name}", count, fig)
                         points.append({"exporter": exp.name, "series_name": name,
                                        "x": count, **fig})
@@ -497,18 +536,6 @@ def bench_pg_tables(args: argparse.Namespace) -> None:
     write("pg-tables", {"x_label": "user tables", "x_log": True, "points": points,
                         "user_tables_limit_available": has_limit,
                         "code": "this tree" if code == REPO else str(args.pg_code)})
-
-
-def _sample(exp: Exporter, name: str) -> float:
-    """The sum of ``name``'s samples in one scrape of ``exp`` (NaN when absent)."""
-    scraper = Scraper(exp.port)
-    try:
-        body = scraper.get("/metrics").decode()
-    finally:
-        scraper.close()
-    values = [float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-              if line.startswith((name + "{", name + " "))]
-    return sum(values) if values else float("nan")
 
 
 def bench_pg_sessions(args: argparse.Namespace) -> None:

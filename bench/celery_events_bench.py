@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -81,6 +82,21 @@ def metric(text: str, name: str) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads) in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread ended
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", status)
@@ -123,7 +139,7 @@ def publish(broker: str, tasks: int, rate: float, start_id: int, out: mp.Queue) 
             if ahead > 0.005:
                 time.sleep(ahead)
         elapsed = time.monotonic() - started
-    out.put((sent, elapsed))
+    out.put((sent, elapsed, time.process_time()))
 
 
 def _envelope(event: dict[str, object], routing_key: str) -> bytes:
@@ -187,12 +203,25 @@ def publish_raw(broker: str, tasks: int, rate: float, start_id: int, out: mp.Que
             if ahead > 0.005:
                 time.sleep(ahead)
     pipe.execute()
-    out.put((sent, time.monotonic() - started))
+    out.put((sent, time.monotonic() - started, time.process_time()))
 
 
 class Bench:
+    """A private redis-server and the exporter on it; ``run`` publishes one step.
+    Also used by ``bench.scale celery-events``; ``close`` stops both (also after a
+    failed start)."""
+
+    exporter: subprocess.Popen[bytes] | None = None
+
     def __init__(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="stackmon-celery-bench-")
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
         self.redis_port = free_port()
         self.redis = subprocess.Popen(
             ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
@@ -228,39 +257,73 @@ class Bench:
 
     publisher = staticmethod(publish_raw)
 
+    def redis_cpu(self) -> float:
+        """redis-server's CPU seconds so far (INFO cpu)."""
+        import redis
+
+        with redis.Redis(port=self.redis_port) as client:
+            info = client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
     def run(self, tasks: int, rate: float) -> dict[str, float]:
-        events0, succeeded0, _ = self.totals()
+        """Publish ``tasks`` lifecycles at ``rate`` events/s and wait for the exporter to
+        count them. The CPU figures are over the publishing window, in which nothing
+        scrapes the exporter: its receiver's cost at that rate."""
+        assert self.exporter is not None
+        events0, succeeded0, restarts0 = self.totals()
         out: mp.Queue = mp.Queue()
         proc = mp.Process(target=self.publisher, args=(self.broker, tasks, rate, self.next_id, out))
+        cpu0, redis0 = cpu_seconds(self.exporter.pid), self.redis_cpu()
+        waited0 = runqueue_wait_seconds(self.exporter.pid)
         proc.start()
-        sent, elapsed = out.get()
+        sent, elapsed, publisher_cpu = out.get()
+        cpu1, redis1 = cpu_seconds(self.exporter.pid), self.redis_cpu()
+        waited1 = runqueue_wait_seconds(self.exporter.pid)
         proc.join()
         published_at = time.monotonic()
+        in_window = self.totals()[0] - events0  # consumed by the end of the window
         self.next_id += tasks
         want = events0 + sent
         deadline = published_at + 60
-        events = events0
+        events = last = events0
+        lag = 0.0
         while time.monotonic() < deadline:
+            t0 = time.monotonic()
             events, succeeded, restarts = self.totals()
+            if events > last:  # the drain lag: until the last event counted
+                last, lag = events, time.monotonic() - published_at
             if events >= want:
                 break
-            time.sleep(0.05)
-        lag = time.monotonic() - published_at
+            if time.monotonic() - published_at - lag > 5:
+                break  # nothing for 5 s: the rest is lost (the subscriber was dropped)
+            # A scrape of this state costs the exporter ~25 ms of CPU under the GIL that
+            # the receiver then lacks: scrape at most a quarter of the time while it drains.
+            time.sleep(max(0.05, 3 * (time.monotonic() - t0)))
         events, succeeded, restarts = self.totals()
         return {"offered": sent / elapsed, "published": sent, "consumed": events - events0,
                 "lost": want - events, "succeeded": succeeded - succeeded0, "tasks": tasks,
-                "drain_lag_s": lag, "restarts": restarts, "seconds": elapsed}
+                "drain_lag_s": lag, "restarts": restarts, "seconds": elapsed,
+                "restarts_step": restarts - restarts0, "exporter_cpu_s": cpu1 - cpu0,
+                "consumed_in_window": in_window, "publisher_cpu_s": publisher_cpu,
+                "redis_cpu_s": redis1 - redis0, "rss_mb": rss_mb(self.exporter.pid),
+                "exporter_runqueue_wait_s": waited1 - waited0}
 
     def close(self, keep: float = 0) -> None:
-        if keep:
+        if keep and self.exporter is not None:
             print(f"exporter left running for {keep:.0f}s at {self.url} "
                   f"(pid {self.exporter.pid})", flush=True)
             time.sleep(keep)
-        self.exporter.terminate()
-        self.exporter.wait(timeout=20)
-        self.redis.terminate()
-        self.redis.wait(timeout=20)
-        self.log.close()
+        for proc in (self.exporter, getattr(self, "redis", None)):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if hasattr(self, "log"):
+            self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

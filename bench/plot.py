@@ -25,7 +25,8 @@ from matplotlib import ticker
 RESULTS = Path(__file__).resolve().parent / "results"
 COLOURS = {"stackmon": "tab:blue", "postgres_exporter": "tab:orange",
            "redis_exporter": "tab:red"}
-STYLES = ["-", "--", "-.", ":"]
+# The fourth is dash-dot-dot, not ":", which is the p99 / companion line.
+STYLES: list[Any] = ["-", "--", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5))]
 
 # Fourth panel: the first figure the points have.
 BACKEND_PANELS = [
@@ -46,10 +47,23 @@ PANELS = {
                 ("lean_cpu_ms", "lean encoder CPU ms (same bytes)"),
                 ("build_cpu_ms", "building the families CPU ms"),
                 ("gzip5_cpu_ms", "gzip level 5 CPU ms")],
+    "celery-workers": [("p50_ms", "scrape ms (p50 —, p99 ···; in-process: CPU ms)"),
+                       ("cpu_ms_per_scrape", "exporter CPU ms / scrape (in-process: build "
+                        "+ text)"),
+                       ("series", "series / scrape"),
+                       ("rss_mb", "exporter RSS MB (in-process: the bench's)")],
+    "celery-events": [("lost_pct", "events lost %"),
+                      ("drain_lag_s", "drain lag after the last publish, s"),
+                      ("exporter_cpu_pct", "CPU % of one core: exporter —, publisher ···"),
+                      ("rss_mb", "exporter RSS MB")],
     "services": [("p50_ms", "scrape ms (p50 —, p99 ···)"),
                  ("cpu_ms_per_scrape", "exporter CPU ms / scrape"),
                  ("series", "series / scrape"), ("threads", "exporter threads")],
 }
+
+
+# A panel's second figure, drawn dotted in the same colour.
+DOTTED = {"p50_ms": "p99_ms", "exporter_cpu_pct": "publisher_cpu_pct"}
 
 
 def lines(points: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -82,10 +96,11 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         for ax, (key, _label) in zip(axes.flat, panels, strict=True):
             if key not in pts[0]:
                 continue
-            ax.plot(xs, [p[key] for p in pts], style, color=colour, marker="o",
+            ax.plot(xs, [p[key] for p in pts], linestyle=style, color=colour, marker="o",
                     label=f"{exporter} ({name})")
-            if key == "p50_ms" and "p99_ms" in pts[0]:
-                ax.plot(xs, [p["p99_ms"] for p in pts], ":", color=colour, marker=".")
+            dotted = DOTTED.get(key)
+            if dotted and dotted in pts[0]:
+                ax.plot(xs, [p[dotted] for p in pts], ":", color=colour, marker=".")
     for ax, (key, label) in zip(axes.flat, panels, strict=True):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel(doc["x_label"])
@@ -132,7 +147,17 @@ TABLE_KEYS = [("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("cpu_ms_per_scrape", 
               ("text_cpu_ms", "prometheus_client text ms"),
               ("openmetrics_cpu_ms", "OpenMetrics ms"),
               ("lean_cpu_ms", "lean encoder ms"),
-              ("gzip5_cpu_ms", "gzip -5 ms"), ("gzip1_cpu_ms", "gzip -1 ms")]
+              ("gzip5_cpu_ms", "gzip -5 ms"), ("gzip1_cpu_ms", "gzip -1 ms"),
+              ("workers_up", "workers up"), ("task_hosts", "task hosts"),
+              ("succeeded_series", "task series rows (name, host)"),
+              ("achieved_rate", "achieved events/s"), ("consumed", "consumed"),
+              ("lost", "lost"), ("lost_pct", "lost %"), ("drain_lag_s", "drain lag s"),
+              ("exporter_cpu_pct", "exporter CPU % core"),
+              ("exporter_cpu_ms_per_1k_events", "exporter CPU ms/1k events"),
+              ("publisher_cpu_pct", "publisher CPU % core"),
+              ("redis_cpu_pct", "Redis CPU % core"),
+              ("exporter_runqueue_wait_pct", "exporter run-queue wait %"),
+              ("receiver_restarts", "receiver restarts")]
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -142,7 +167,7 @@ def markdown(doc: dict[str, Any]) -> str:
     rows = [f"| exporter | variant | {doc['x_label']} | " + " | ".join(lb for _, lb in keys)
             + " |", "|---|---|---|" + "---|" * len(keys)]
     for p in points:
-        cells = [f"{p[k]:.3g}" if k in p and abs(p[k]) < 1000 else
+        cells = [f"{p[k]:.3g}" if k in p and abs(p[k]) < 999.5 else  # no 1e+03
                  f"{p[k]:.0f}" if k in p else "" for k, _ in keys]
         rows.append(f"| {p['exporter']} | {p['series_name']} | {p['x']:,} | "
                     + " | ".join(cells) + " |")

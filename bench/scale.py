@@ -11,7 +11,8 @@ writes ``bench/results/scale-<dimension>.json``; ``bench/plot.py`` draws them.
     nice -n 5 .venv/bin/python -m bench.scale pg-tables        # 10 -> 10,000 tables
     nice -n 5 .venv/bin/python -m bench.scale pg-sessions      # 10 -> 1,000 sessions
     nice -n 5 .venv/bin/python -m bench.scale celery-tasks     # 10 -> 1,000 task names
-    nice -n 5 .venv/bin/python -m bench.scale celery-workers   # 1 -> 50 workers
+    nice -n 5 .venv/bin/python -m bench.scale celery-workers   # 1 -> 50 simulated, 1/2/4 real
+    nice -n 5 .venv/bin/python -m bench.scale celery-events    # 1,000 -> 20,000 events/s
     nice -n 5 .venv/bin/python -m bench.scale celery-queues    # 1 -> 100 queues
     nice -n 5 .venv/bin/python -m bench.scale services         # 1 -> 100 checks, 1/10 hanging
     nice -n 5 .venv/bin/python -m bench.scale all
@@ -565,10 +566,14 @@ def bench_pg_sessions(args: argparse.Namespace) -> None:
 
 # --- Celery -------------------------------------------------------------------------------
 
-def _celery_state(task_names: int, workers: int, tasks: int) -> tuple[Any, float]:
+def _celery_state(task_names: int, workers: int, tasks: int,
+                  spread: bool = False) -> tuple[Any, float]:
     """An EventState fed a simulated stream: ``tasks`` tasks over the names and workers
     (sent/received/started/succeeded), one heartbeat per worker; returns it and the
-    handle() cost in us/event."""
+    handle() cost in us/event. Task i runs on worker i % workers, which pins each name to
+    one worker when ``workers`` divides ``task_names``; ``spread``: on worker
+    (i // task_names) % workers, so every name runs on every worker, as with real workers
+    sharing a queue."""
     import dataclasses
 
     from exporter.collectors.celery.events import EventState
@@ -581,7 +586,8 @@ def _celery_state(task_names: int, workers: int, tasks: int) -> tuple[Any, float
         events.append({"type": "worker-heartbeat", "hostname": f"celery@host{w}",
                        "timestamp": now, "freq": 2.0, "active": 0, "processed": 0})
     for i in range(tasks):
-        uuid, name, worker = f"u{i}", f"bench.task{i % task_names}", f"celery@host{i % workers}"
+        host = (i // task_names if spread else i) % workers
+        uuid, name, worker = f"u{i}", f"bench.task{i % task_names}", f"celery@host{host}"
         events += [
             {"type": "task-sent", "uuid": uuid, "name": name, "queue": "celery",
              "timestamp": now, "hostname": "client@producer"},
@@ -646,17 +652,185 @@ def bench_celery_tasks(args: argparse.Namespace) -> None:
                            "in_process": True})
 
 
+# In-process series of celery-workers: name -> whether every task name runs on every worker.
+SIMULATED_WORKER_SERIES = {"100 task names": False,
+                           "100 task names, each on every worker": True}
+
+
 def bench_celery_workers(args: argparse.Namespace) -> None:
     points: list[dict[str, Any]] = []
-    for workers in args.workers:
-        state, per_event = _celery_state(100, workers, args.tasks)
-        fig = {**_celery_scrape_cost(state, args.rounds), "handle_us_per_event": per_event}
-        fig["p50_ms"] = fig["cpu_ms_per_scrape"]
-        show("stackmon(in-proc)", workers, fig)
-        points.append({"exporter": "stackmon", "series_name": "100 task names", "x": workers,
-                       **fig})
+    for series_name, spread in SIMULATED_WORKER_SERIES.items():
+        for workers in args.workers:
+            state, per_event = _celery_state(100, workers, args.tasks, spread)
+            fig = {**_celery_scrape_cost(state, args.rounds), "handle_us_per_event": per_event}
+            fig["p50_ms"] = fig["cpu_ms_per_scrape"]
+            show(f"in-proc/{series_name}", workers, fig)
+            points.append({"exporter": "stackmon", "series_name": series_name, "x": workers,
+                           **fig})
+    if any(count > 0 for count in args.real_workers):
+        points += _real_workers(args)
     write("celery-workers", {"x_label": "workers (one host each)", "x_log": True,
-                             "points": points, "in_process": True})
+                             "points": points,
+                             "in_process_series": list(SIMULATED_WORKER_SERIES),
+                             "real_tasks": args.real_tasks})
+
+
+def _families_sum(body: bytes, name: str) -> tuple[float, int]:
+    """Sum and number of the samples of ``name`` (any labels) in a text exposition."""
+    total, count = 0.0, 0
+    prefix = name.encode()
+    for line in body.splitlines():
+        if line.startswith(prefix) and line[len(prefix):len(prefix) + 1] in (b" ", b"{"):
+            total += float(line.rsplit(b" ", 1)[1])
+            count += 1
+    return total, count
+
+
+class CeleryWorker:
+    """One real ``celery worker -E --pool solo`` of bench/celery_app.py (as
+    tests/helpers/celery.py starts them: cleaned env, repo cwd, SIGTERM then SIGKILL)."""
+
+    def __init__(self, broker: str, node: str, tmp: Path) -> None:
+        self.node = node
+        self.log_path = tmp / f"{node.replace('@', '-')}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
+        env["BENCH_CELERY_BROKER"] = broker
+        with open(self.log_path, "wb") as log:
+            # solo: one process a worker running the tasks itself; prefork -c 1 would add
+            # a child per worker and the parent-child pipe per task, on 2 shared cores.
+            # No gossip (each worker would consume every other's events) nor mingle (a
+            # start-up sync round), like the tests' workers.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker", "-E",
+                 "--pool", "solo", "-n", node, "-Q", "celery", "-l", "warning",
+                 "--without-gossip", "--without-mingle"],
+                stdout=log, stderr=log, env=env, cwd=REPO, start_new_session=True)
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"worker {self.node} exited: "
+                             f"{self.log_path.read_text(errors='replace')[-2000:]}")
+
+    def terminate(self) -> None:
+        """Warm shutdown: SIGTERM (the caller waits with ``join``)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+
+    def join(self) -> None:
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _real_workers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """1, 2, 4 real workers (``--real-workers``) on a private redis-server broker, each on
+    a host of its own (``bench@hostN``); two fresh exporters per point (inspect at its
+    default; hostname label on and off), ``--real-tasks`` tasks over the 100 names, then
+    the usual scrapes of each (Redis figures: the whole broker's, workers included)."""
+    from bench.celery_app import TASK_NAMES, make_app
+
+    points: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="scale-celery-workers-"))
+    workers: list[CeleryWorker] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        port, = stack.enter_context(redis_servers(1))
+        broker = f"redis://127.0.0.1:{port}/0"
+        client = make_app(broker)
+        try:
+            for count in sorted(c for c in args.real_workers if c > 0):
+                # Workers are added, never restarted: 1, then 1 more, then 2 more...
+                # started together, as they take a few CPU seconds each to import Celery.
+                while len(workers) < count:
+                    workers.append(CeleryWorker(broker, f"bench@host{len(workers)}", tmp))
+                nodes = {w.node for w in workers}
+
+                def pinged(nodes: set[str] = nodes) -> bool:
+                    for w in workers:
+                        w.check()
+                    replies = client.control.ping(timeout=1.0) or []
+                    return nodes <= {node for reply in replies for node in reply}
+
+                wait(pinged, 120, f"{count} celery workers")
+                # Started after the workers answer, so that their first inspect round (at
+                # start, then every 30 s) finds them all. Both exporters get the same
+                # events (a broadcast), so one batch of tasks serves the two.
+                exps: dict[str, Exporter] = {}
+                try:
+                    for variant, extra in REAL_WORKER_VARIANTS.items():
+                        exps[variant] = stackmon({"celery": {"broker_url": broker, **extra}})
+                    points += _real_workers_point(exps, client, port, count, TASK_NAMES, args)
+                finally:
+                    for exp in exps.values():
+                        exp.stop()
+        finally:
+            for w in workers:
+                w.terminate()
+            for w in workers:
+                w.join()
+            client.close()
+    return points
+
+
+# The exporter's settings per real-workers series: the default (celery-exporter's labels:
+# the executing host on every task series), and one task series per name and queue.
+REAL_WORKER_VARIANTS: dict[str, dict[str, Any]] = {
+    "real workers": {},
+    "real workers, task_hostname_label off": {"task_hostname_label": False},
+}
+
+
+def _scrape_sums(exp: Exporter, names: Sequence[str]) -> dict[str, tuple[float, int]]:
+    scraper = Scraper(exp.port)
+    try:
+        body = scraper.get("/metrics")
+    finally:
+        scraper.close()
+    return {name: _families_sum(body, name) for name in names}
+
+
+def _real_workers_point(exps: dict[str, Exporter], client: Any, port: int, count: int,
+                        names: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    def ready(exp: Exporter) -> bool:
+        got = _scrape_sums(exp, ["stackmon_celery_events_receiver_up", "celery_worker_up",
+                                 "celery_worker_pool_info"])
+        return (got["stackmon_celery_events_receiver_up"][0] == 1
+                and got["celery_worker_up"][0] == count
+                and got["celery_worker_pool_info"][1] == count)
+
+    for exp in exps.values():
+        wait(functools.partial(ready, exp), 60,
+             f"exporter seeing {count} workers (events and inspect)")
+    with client.producer_or_acquire() as producer:
+        for i in range(args.real_tasks):
+            client.send_task(f"bench.task{i % names}", args=(i,), producer=producer)
+
+    def done(exp: Exporter) -> bool:
+        got = _scrape_sums(exp, ["celery_task_succeeded_total", "celery_task_sent_total"])
+        return (got["celery_task_succeeded_total"][0] >= args.real_tasks
+                and got["celery_task_sent_total"][0] >= args.real_tasks)
+
+    out: list[dict[str, Any]] = []
+    for variant, exp in exps.items():
+        wait(functools.partial(done, exp), 120, f"{args.real_tasks} tasks succeeded")
+        scraper = Scraper(exp.port)
+        try:
+            body = scraper.get("/metrics")
+        finally:
+            scraper.close()
+        fig: dict[str, Any] = measure(exp, ["/metrics"], args.scrapes, RedisBackend([port]))
+        fig["workers_up"] = _families_sum(body, "celery_worker_up")[0]
+        fig["tasks_succeeded"] = _families_sum(body, "celery_task_succeeded_total")[0]
+        # (name, host) pairs with a succeeded series: tasks spread over the workers' hosts.
+        fig["succeeded_series"] = float(_families_sum(body, "celery_task_succeeded_total")[1])
+        fig["task_hosts"] = float(len({
+            line.split(b'hostname="', 1)[1].split(b'"', 1)[0]
+            for line in body.splitlines() if line.startswith(b"celery_task_succeeded_total{")}))
+        show(f"{exp.name}/{variant}", count, fig)
+        out.append({"exporter": exp.name, "series_name": variant, "x": count, **fig})
+    return out
 
 
 def bench_celery_queues(args: argparse.Namespace) -> None:
@@ -681,6 +855,45 @@ def bench_celery_queues(args: argparse.Namespace) -> None:
             finally:
                 exp.stop()
     write("celery-queues", {"x_label": "queues", "x_log": True, "points": points})
+
+
+def bench_celery_events(args: argparse.Namespace) -> None:
+    """Offered event rates (``--event-rates``), ``--event-seconds`` each, into the real
+    exporter's receiver on a private redis-server (bench/celery_events_bench.py's Bench:
+    20 workers, 100 task names, a pipelined raw publisher in a process of its own)."""
+    from bench.celery_events_bench import EVENTS_PER_TASK, Bench
+
+    points: list[dict[str, Any]] = []
+    bench = Bench()
+    assert bench.exporter is not None
+    try:
+        for rate in args.event_rates:
+            r = bench.run(int(rate * args.event_seconds / EVENTS_PER_TASK), rate)
+            window, cpu, consumed = r["seconds"], r["exporter_cpu_s"], r["consumed_in_window"]
+            fig = {
+                "offered": float(rate), "achieved_rate": r["offered"],
+                "published": r["published"], "consumed": r["consumed"], "lost": r["lost"],
+                "lost_pct": 100 * r["lost"] / r["published"],
+                "drain_lag_s": r["drain_lag_s"],
+                # Over the publishing window (no scrapes in it): the receiver's cost.
+                "exporter_cpu_pct": 100 * cpu / window,
+                "exporter_cpu_ms_per_1k_events": cpu * 1e6 / consumed if consumed else 0.0,
+                "consumed_rate_in_window": consumed / window,
+                "publisher_cpu_pct": 100 * r["publisher_cpu_s"] / window,
+                "redis_cpu_pct": 100 * r["redis_cpu_s"] / window,
+                # Runnable but not running (other processes had both cores).
+                "exporter_runqueue_wait_pct": 100 * r["exporter_runqueue_wait_s"] / window,
+                "rss_mb": r["rss_mb"], "receiver_restarts": r["restarts_step"],
+                "seconds": window,
+            }
+            print(f"celery-events x={rate:<6} " + " ".join(
+                f"{k}={v:.2f}" for k, v in fig.items() if k != "offered"), flush=True)
+            points.append({"exporter": "stackmon", "series_name": "raw publisher",
+                           "x": rate, **fig})
+    finally:
+        bench.close()
+    write("celery-events", {"x_label": "offered events/s", "points": points,
+                            "event_seconds": args.event_seconds})
 
 
 def _lean_text(families: Sequence[Any]) -> bytes:
@@ -816,6 +1029,7 @@ DIMENSIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "pg-databases": bench_pg_databases, "pg-tables": bench_pg_tables,
     "pg-sessions": bench_pg_sessions, "celery-tasks": bench_celery_tasks,
     "celery-workers": bench_celery_workers, "celery-queues": bench_celery_queues,
+    "celery-events": bench_celery_events,
     "services": bench_services, "encoder": bench_encoder,
 }
 
@@ -845,6 +1059,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--task-names", type=ints, default=[10, 100, 300, 500, 1000])
     ap.add_argument("--workers", type=ints, default=[1, 5, 20, 50])
     ap.add_argument("--tasks", type=int, default=20_000, help="celery: simulated tasks")
+    ap.add_argument("--real-workers", type=ints, default=[1, 2, 4],
+                    help="celery-workers: real `celery worker` processes (0: none)")
+    ap.add_argument("--real-tasks", type=int, default=2000,
+                    help="celery-workers: tasks sent through the real workers")
+    ap.add_argument("--event-rates", type=ints,
+                    default=[1000, 2000, 5000, 10_000, 15_000, 20_000],
+                    help="celery-events: offered events/s, one step each")
+    ap.add_argument("--event-seconds", type=float, default=8.0,
+                    help="celery-events: length of each step")
     ap.add_argument("--queues", type=ints, default=[1, 10, 30, 100])
     ap.add_argument("--checks", type=ints, default=[1, 10, 30, 100])
     ap.add_argument("--check-timeout", type=float, default=1.0,

@@ -97,6 +97,36 @@ def test_task_name_cap_counts_the_rest_as_overflow() -> None:
     assert get(state, "stackmon_celery_events_overflow_total", kind="task_name") == 3
 
 
+def test_task_series_cap_folds_the_hostname_of_new_label_sets() -> None:
+    """Every task on every host: the label sets grow as names x hosts until
+    max_task_series; beyond it new sets keep name and queue with hostname __other__."""
+    state = make(Clock(), max_task_series=4)
+    n = 0
+    for name in ("t.a", "t.b"):
+        for host in ("w@h1", "w@h2", "w@h3"):
+            for event in task_events(f"id{n}", name=name, host=host):
+                state.handle(event)
+            n += 1
+    succeeded = {dict(labels)["hostname"]: value for (metric, labels), value
+                 in samples(state).items() if metric == "celery_task_succeeded_total"
+                 and dict(labels)["name"] == "t.b"}
+    # client@h's task-sent set of each name comes first, then the worker hosts in order:
+    # t.a takes h (sent), h1, h2, h3 = 4 sets; every set of t.b is folded.
+    assert succeeded == {OVERFLOW: 3}
+    assert get(state, "celery_task_sent_total", name="t.b", queue_name="celery",
+               hostname=OVERFLOW) == 3
+    assert get(state, "celery_task_succeeded_total", name="t.a", queue_name="celery",
+               hostname="h3") == 1
+    # Counted once per event that hit the cap (sent, received, started, succeeded).
+    assert get(state, "stackmon_celery_events_overflow_total", kind="task_series") == 12
+    # Once a set exists it stays itself.
+    for event in task_events("again", name="t.a", host="w@h1"):
+        state.handle(event)
+    assert get(state, "celery_task_succeeded_total", name="t.a", queue_name="celery",
+               hostname="h1") == 2
+    assert get(state, "stackmon_celery_events_overflow_total", kind="task_series") == 12
+
+
 def test_late_task_sent_still_labels_the_queue() -> None:
     """The worker's events may overtake the client's task-sent: they are held back."""
     clock = Clock()

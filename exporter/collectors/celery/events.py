@@ -212,7 +212,7 @@ class EventState:
         self.exceptions: set[str] = set()
         self.task_hosts: set[str] = set()  # hostname label values of the task series
         self.overflow = {"task_name": 0, "queue_name": 0, "hostname": 0, "exception": 0,
-                         "worker": 0, "tracked_task": 0, "bad_event": 0}
+                         "task_series": 0, "worker": 0, "tracked_task": 0, "bad_event": 0}
         self.events_total = 0
         self.last_event_time = 0.0
         self._next_purge = 0.0
@@ -302,9 +302,20 @@ class EventState:
             row = self.counters[key] = [0] * len(SLOT)
         row[slot] += 1
 
+    def _key(self, name: str, queue: str, host: str) -> TaskKey:
+        """The label set of a task series, with the hostname folded into OVERFLOW once
+        max_task_series label sets exist: each cap alone still lets names x hosts grow
+        (every worker runs every task), this one bounds the product.  Totals per task
+        name and queue stay right; the folded sets are at most names x queues."""
+        key = (name, queue, host)
+        if key in self.counters or len(self.counters) < self.settings.max_task_series:
+            return key
+        self.overflow["task_series"] += 1
+        return (name, queue, OVERFLOW)
+
     def _apply(self, task: Task, slot: int, host: str, value: Any) -> None:
         """Count one worker-side event of ``task`` (whose queue is known)."""
-        key = (task.name, str(task.queue), host)
+        key = self._key(task.name, str(task.queue), host)
         self._count(slot, key)
         if slot == _FAILED:
             fkey = (*key, str(value))
@@ -391,7 +402,8 @@ class EventState:
                 self._settle(uuid, task, queue)
         self.queue_of[task.name] = str(task.queue)
         # task-sent comes from the client: its hostname is the sending host's.
-        self._count(_SENT, (task.name, str(task.queue), self._task_host(event.get("hostname"))))
+        self._count(_SENT, self._key(task.name, str(task.queue),
+                                     self._task_host(event.get("hostname"))))
 
     def _task_received(self, event: dict[str, Any]) -> None:
         self._worker_side(event, _RECEIVED)
@@ -512,7 +524,8 @@ class EventState:
                                      value=last_event))
         over = CounterMetricFamily("stackmon_celery_events_overflow",
                                    "Values that hit a cap: task_name/queue_name/hostname/"
-                                   "exception counted under __other__, worker not tracked, "
+                                   "exception counted under __other__, task_series with "
+                                   "hostname __other__, worker not tracked, "
                                    "tracked_task forgotten, bad_event malformed and skipped.",
                                    labels=["kind"])
         for kind, n in sorted(overflow.items()):

@@ -77,6 +77,10 @@ class CelerySettings:
     max_task_hostnames: int = setting(
         200, "distinct hostname label values in the task series; the rest become "
         "\"__other__\"", min=1, max=100000)
+    max_task_series: int = setting(
+        2000, "distinct (name, queue, hostname) label sets of the task series (about 40 "
+        "series each); beyond it a new set's hostname becomes \"__other__\"",
+        min=1, max=1000000)
     max_exception_names: int = setting(
         100, "distinct exception class names in celery_task_failed_total; the rest "
         "become \"__other__\"", min=1, max=100000)

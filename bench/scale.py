@@ -7,6 +7,7 @@ writes ``bench/results/scale-<dimension>.json``; ``bench/plot.py`` draws them.
 
     nice -n 5 .venv/bin/python -m bench.scale redis-keys       # 10 -> 1,000,000 keys, 1 / 16 DBs
     nice -n 5 .venv/bin/python -m bench.scale redis-targets    # 1 -> 50 targets on /probe
+    nice -n 5 .venv/bin/python -m bench.scale redis-prometheus # 1 -> 50 targets, real Prometheus
     nice -n 5 .venv/bin/python -m bench.scale pg-databases     # 1 -> 100 databases
     nice -n 5 .venv/bin/python -m bench.scale pg-tables        # 10 -> 10,000 tables
     nice -n 5 .venv/bin/python -m bench.scale pg-sessions      # 10 -> 1,000 sessions
@@ -32,6 +33,7 @@ import contextlib
 import functools
 import gzip
 import http.client
+import itertools
 import json
 import os
 import platform
@@ -42,9 +44,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 import redis
@@ -338,9 +342,9 @@ def write(dimension: str, doc: dict[str, Any]) -> None:
 
 
 def show(label: str, x: int, fig: dict[str, float]) -> None:
-    keys = ("p50_ms", "p99_ms", "cpu_ms_per_scrape", "series", "rss_mb",
+    keys = ("p50_ms", "p99_ms", "cpu_ms_per_scrape", "cpu_ms_per_s", "series", "rss_mb",
             "pg_xacts_per_scrape", "pg_server_cpu_ms_per_scrape", "redis_commands_per_scrape",
-            "redis_connections_held")
+            "redis_connections_held", "redis_connections_opened_per_scrape")
     print(f"{label:>18} x={x:<8} " + " ".join(f"{k}={fig[k]:.2f}" for k in keys if k in fig),
           flush=True)
 
@@ -433,6 +437,298 @@ def bench_redis_targets(args: argparse.Namespace) -> None:
                     exp.stop()
     write("redis-targets", {"x_label": "Redis targets (each probed once per round)",
                             "x_log": True, "points": points})
+
+
+# --- Redis through a real Prometheus ------------------------------------------------------
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of a whole process (all threads, ended ones too) with ns resolution: the
+    kernel's per-process CPU clock, the sum /proc/<pid>/stat reports in 10 ms ticks (too
+    coarse for a few probes of ~2 ms each). Linux encodes that clock's id from the pid."""
+    return time.clock_gettime(((~pid) << 3) | 2)
+
+
+def prometheus(config: dict[str, Any]) -> Exporter:
+    """A real Prometheus on a free port with only ``config`` and its own temp TSDB."""
+    tmp = Path(tempfile.mkdtemp(prefix="scale-prom-"))
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+    return Exporter("prometheus", [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={tmp / 'data'}",
+                                   "--web.listen-address=127.0.0.1:{port}"],
+                    {"PATH": os.environ.get("PATH", "")}, ready_path="/-/ready", owned=[tmp])
+
+
+def probe_job(name: str, path: str, targets: Sequence[str], port: int) -> dict[str, Any]:
+    """The multi-target pattern of README.md: each target becomes ``?target=`` on ``path``
+    of the exporter at 127.0.0.1:``port``."""
+    return {"job_name": name, "metrics_path": path,
+            "static_configs": [{"targets": list(targets)}],
+            "relabel_configs": [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": f"127.0.0.1:{port}"}]}
+
+
+def prom_query(prom: Exporter, query: str, at: float | None = None) -> list[dict[str, Any]]:
+    params = {"query": query, **({"time": f"{at:.3f}"} if at is not None else {})}
+    conn = http.client.HTTPConnection("127.0.0.1", prom.port, timeout=30)
+    try:
+        conn.request("GET", "/api/v1/query?" + urllib.parse.urlencode(params))
+        doc = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    if doc["status"] != "success":
+        raise RuntimeError(f"{query}: {doc}")
+    return list(doc["data"]["result"])
+
+
+def targets_scraped(prom: Exporter, jobs: dict[str, int], at: float | None = None,
+                    within: float | None = None) -> bool:
+    """Every job has a sample of ``up`` for each of its targets (within the ``within`` s
+    before ``at`` if given: then no scrape started before ``at`` is still in flight)."""
+    for job, count in jobs.items():
+        sel = f'up{{job="{job}"}}' if within is None else \
+            f'count_over_time(up{{job="{job}"}}[{int(within * 1000)}ms])'
+        if len(prom_query(prom, sel, at)) != count:
+            return False
+    return True
+
+
+def redis_sockets(pid: int, ports: Sequence[int]) -> int:
+    """TCP connections the process holds open to these Redis ports (its own sockets)."""
+    wanted = set(ports)
+    return sum(1 for c in psutil.Process(pid).net_connections(kind="tcp")
+               if c.raddr and c.raddr.port in wanted and c.status == psutil.CONN_ESTABLISHED)
+
+
+Samples = dict[str, list[tuple[str, float, float]]]
+
+
+def window_samples(prom: Exporter, job: str, start: float, end: float) -> Samples:
+    """Every sample of up / scrape_duration_seconds / scrape_samples_scraped of ``job``
+    whose timestamp (the scrape's start) is in [start, end]: name -> (instance, ts, value)."""
+    sel = (f'{{__name__=~"up|scrape_duration_seconds|scrape_samples_scraped",job="{job}"}}'
+           f"[{int((end - start) * 1000)}ms]")
+    out: Samples = defaultdict(list)
+    for s in prom_query(prom, sel, end):
+        out[s["metric"]["__name__"]] += [(s["metric"]["instance"], float(ts), float(v))
+                                         for ts, v in s["values"]]
+    return out
+
+
+def within(s: Samples, start: float, end: float) -> Samples:
+    return {k: [x for x in v if start <= x[1] <= end] for k, v in s.items()}
+
+
+class ServerCount(NamedTuple):
+    """One redis-server's counters and when they were read (wall clock, as Prometheus)."""
+
+    t0: float
+    t1: float
+    commands: float  # INFO commandstats calls, not counting this read's own
+    received: float  # total_connections_received
+    clients: float  # connected_clients minus this read's connection
+    foreign: int  # clients neither the exporter's nor this read's
+
+
+def server_counts(clients: Sequence[redis.Redis], pid: int) -> list[ServerCount]:
+    """Read every server; ``pid``'s sockets tell its clients from foreign ones (on a shared
+    machine another bench's Celery worker or exporter once reached a server of ours
+    through a port number it had used before)."""
+    # Not CLIENT LIST: it would add its own commandstats series to the exporters' output.
+    held: dict[int, int] = defaultdict(int)
+    for conn in psutil.Process(pid).net_connections(kind="tcp"):
+        if conn.raddr and conn.status == psutil.CONN_ESTABLISHED:
+            held[conn.raddr.port] += 1
+    out = []
+    for c in clients:
+        t0 = time.time()
+        calls = sum(float(v["calls"]) for v in c.info("commandstats").values())
+        info = c.info()
+        port = int(c.connection_pool.connection_kwargs["port"])
+        others = float(info["connected_clients"]) - 1
+        out.append(ServerCount(t0, time.time(), calls, float(info["total_connections_received"]),
+                               others, max(0, int(others) - held[port])))
+    return out
+
+
+# Prometheus may put a sample's timestamp up to 2 ms off the scrape's real start.
+TS_SLACK = 0.005
+
+
+def redis_per_probe(before: Sequence[ServerCount], after: Sequence[ServerCount],
+                    probes: Sequence[list[tuple[float, float]]]) -> dict[str, float]:
+    """Redis work per probe, exactly: for each server, the probes of its target (start, end
+    of each, from Prometheus) that ran wholly between its two reads; a server with a probe
+    overlapping one of its reads, or with a foreign client at either, is left out
+    (``redis_servers_left_out``)."""
+    commands = received = counted = 0.0
+    left_out = 0
+    for b, a, runs in zip(before, after, probes, strict=True):
+        inside = 0
+        if b.foreign or a.foreign:
+            left_out += 1
+            continue
+        for ts, dur in runs:
+            lo, hi = ts - TS_SLACK, ts + dur + TS_SLACK
+            if b.t1 <= lo and hi <= a.t0:
+                inside += 1
+            elif not (hi <= b.t0 or lo >= a.t1):  # overlaps a read: which side is unknown
+                break
+        else:
+            # The "before" read's two INFO commands are counted by the "after" one's.
+            commands += a.commands - b.commands - 2
+            received += a.received - b.received
+            counted += inside
+            continue
+        left_out += 1
+    return {"redis_commands_per_scrape": commands / counted if counted else float("nan"),
+            "redis_connections_opened_per_scrape": received / counted if counted
+            else float("nan"),
+            "redis_connected_clients": sum(a.clients - a.foreign for a in after),
+            "redis_servers_left_out": float(left_out)}
+
+
+class Probed(NamedTuple):
+    """One exporter under Prometheus: its variant name, the targets Prometheus probes on
+    it and the ports of the redis-servers only it talks to."""
+
+    variant: str
+    exp: Exporter
+    targets: list[str]
+    ports: list[int]
+
+
+def bench_redis_prometheus(args: argparse.Namespace) -> None:
+    """1 -> 50 Redis targets probed by a real Prometheus every ``--prom-interval`` s:
+    stackmon's /probe and redis_exporter's /scrape side by side, each on its own N
+    redis-servers (so the servers' counters are each exporter's alone), and at the largest
+    size a third stackmon with all N targets configured and one probed (idle targets; its
+    probed target is one more server, the others are the first stackmon's servers). Fresh
+    processes per size: ``--prom-idle`` s of CPU with nothing scraping them (the baseline
+    the per-probe cost is also given above), then Prometheus; once every target has been
+    scraped once, a window of ``--prom-window`` s, a multiple of the interval: each target
+    is probed the same number of times in it, and a probe in flight at its start is the
+    same target's probe in flight at its end, so the CPU cut off at one edge is the CPU
+    counted at the other."""
+    interval, window = args.prom_interval, args.prom_window
+    if window % interval:
+        raise SystemExit("--prom-window must be a multiple of --prom-interval")
+    points: list[dict[str, Any]] = []
+    prom_points: list[dict[str, float]] = []
+    top = max(args.prom_targets)
+
+    def targets(ports: Sequence[int]) -> dict[str, Any]:
+        return {"redis": {"targets": [{"name": f"r{i}", "url": f"redis://127.0.0.1:{p}"}
+                                      for i, p in enumerate(ports)]}}
+
+    with redis_servers(2 * top + 1) as ports:
+        for count in args.prom_targets:
+            mine, theirs, extra = ports[:count], ports[top:top + count], ports[-1]
+            runs: list[Probed] = []
+            prom: Exporter | None = None
+            clients: list[list[redis.Redis]] = []
+            try:
+                runs.append(Probed("all probed", stackmon(targets(mine)),
+                                   [f"r{i}" for i in range(count)], mine))
+                runs.append(Probed("all probed", redis_exporter(None),
+                                   [f"redis://127.0.0.1:{p}" for p in theirs], theirs))
+                if count == top:
+                    runs.append(Probed(f"{count} configured, 1 probed",
+                                       stackmon(targets([extra, *mine[1:]])), ["r0"], [extra]))
+                rss0 = [rss_mb(r.exp.pid) for r in runs]
+                # What each burns with nothing scraping it (stackmon: its server's timers).
+                idle0 = [process_cpu_seconds(r.exp.pid) for r in runs]
+                time.sleep(args.prom_idle)
+                idle = [(process_cpu_seconds(r.exp.pid) - c) / args.prom_idle
+                        for r, c in zip(runs, idle0, strict=True)]
+                jobs = {f"job{j}": len(r.targets) for j, r in enumerate(runs)}
+                prom = prometheus({
+                    "global": {"scrape_interval": f"{interval:g}s",
+                               "scrape_timeout": f"{min(10, interval):g}s"},
+                    "scrape_configs": [probe_job(f"job{j}", "/probe" if r.exp.name == "stackmon"
+                                                 else "/scrape", r.targets, r.exp.port)
+                                       for j, r in enumerate(runs)]})
+                wait(functools.partial(targets_scraped, prom, jobs), interval + 30, "first scrapes")
+                clients += [[redis.Redis(port=p, socket_timeout=10) for p in r.ports]
+                            for r in runs]
+                before = [server_counts(c, r.exp.pid) for c, r in zip(clients, runs, strict=True)]
+                cpu0 = [process_cpu_seconds(r.exp.pid) for r in runs]
+                prom_cpu0 = process_cpu_seconds(prom.pid)
+                start = time.time()
+                time.sleep(window)  # the window: Prometheus probes, the bench only waits
+                end = time.time()
+                cpu1 = [process_cpu_seconds(r.exp.pid) for r in runs]
+                prom_cpu1 = process_cpu_seconds(prom.pid)
+                after = [server_counts(c, r.exp.pid) for c, r in zip(clients, runs, strict=True)]
+                # Held connections, not one of redis_exporter's per-probe ones caught in
+                # flight (a few ms every interval/N s): the least of three looks.
+                held = [min(redis_sockets(r.exp.pid, r.ports) for _ in range(3)) for r in runs]
+                unprobed = [redis_sockets(r.exp.pid, mine[1:]) for r in runs]
+                wait(functools.partial(targets_scraped, prom, jobs, after[-1][-1].t1, interval),
+                     interval + 10, "the window's last probes to be stored")
+                for j, r in enumerate(runs):
+                    # From a little before the first read to the last one's end.
+                    samples = window_samples(prom, f"job{j}", before[j][0].t0 - 1,
+                                             after[j][-1].t1)
+                    duration = {(i, ts): v for i, ts, v in samples["scrape_duration_seconds"]}
+                    probes: dict[str, list[tuple[float, float]]] = defaultdict(list)
+                    for i, ts, _ in samples["up"]:
+                        probes[i].append((ts, duration[(i, ts)]))
+                    fig = {**window_figures(within(samples, start, end)),
+                           "rss_mb": rss_mb(r.exp.pid), "rss_start_mb": rss0[j],
+                           "threads": float(psutil.Process(r.exp.pid).num_threads()),
+                           "redis_connections_held": float(held[j]),
+                           **redis_per_probe(before[j], after[j],
+                                             [probes[t] for t in r.targets])}
+                    fig["rss_growth_mb"] = fig["rss_mb"] - fig["rss_start_mb"]
+                    n = fig["probes"]
+                    fig["cpu_ms_per_scrape"] = (cpu1[j] - cpu0[j]) * 1000 / n
+                    fig["cpu_ms_per_s"] = (cpu1[j] - cpu0[j]) * 1000 / (end - start)
+                    fig["idle_cpu_ms_per_s"] = idle[j] * 1000
+                    fig["cpu_ms_per_scrape_above_idle"] = (
+                        cpu1[j] - cpu0[j] - idle[j] * (end - start)) * 1000 / n
+                    if r.variant != "all probed":
+                        # Sockets to the servers of the targets it has but is never asked for.
+                        fig["unprobed_connections_held"] = float(unprobed[j])
+                    if fig["up_ratio"] != 1:
+                        print(f"WARNING {r.exp.name} ({r.variant}): up was 0 on "
+                              f"{(1 - fig['up_ratio']) * n:.0f} of {n:.0f} probes", flush=True)
+                    show(f"{r.exp.name}/{r.variant}", count, fig)
+                    points.append({"exporter": r.exp.name, "series_name": r.variant,
+                                   "x": count, **fig})
+                prom_fig = {"x": count, "targets": float(sum(jobs.values())),
+                            "cpu_ms_per_s": (prom_cpu1 - prom_cpu0) * 1000 / (end - start),
+                            "rss_mb": rss_mb(prom.pid)}
+                print(f"{'prometheus':>18} x={count:<8} " + " ".join(
+                    f"{k}={v:.2f}" for k, v in prom_fig.items() if k != "x"), flush=True)
+                prom_points.append(prom_fig)
+            finally:
+                for c in itertools.chain(*clients):
+                    c.close()
+                if prom is not None:
+                    prom.stop()
+                for r in runs:
+                    r.exp.stop()
+    write("redis-prometheus", {
+        "x_label": f"Redis targets (Prometheus, every {interval:g} s)", "x_log": False,
+        "window_seconds": window, "scrape_interval_seconds": interval, "points": points,
+        "prometheus": prom_points})
+
+
+def window_figures(s: Samples) -> dict[str, float]:
+    """Probes, up, scrape duration and samples per probe from the window's samples."""
+    probes = len(s["up"])
+    per_target = [sum(1 for i, _, _ in s["up"] if i == t) for t in {i for i, _, _ in s["up"]}]
+    durations = [v * 1000 for _, _, v in s["scrape_duration_seconds"]]
+    return {"probes": float(probes), "probes_per_target_min": float(min(per_target)),
+            "probes_per_target_max": float(max(per_target)),
+            "up_ratio": sum(v for _, _, v in s["up"]) / probes,
+            "p50_ms": statistics.median(durations), "p99_ms": pct(durations, 99),
+            "series": statistics.mean(v for _, _, v in s["scrape_samples_scraped"])}
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
@@ -1026,6 +1322,7 @@ def bench_services(args: argparse.Namespace) -> None:
 
 DIMENSIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "redis-keys": bench_redis_keys, "redis-targets": bench_redis_targets,
+    "redis-prometheus": bench_redis_prometheus,
     "pg-databases": bench_pg_databases, "pg-tables": bench_pg_tables,
     "pg-sessions": bench_pg_sessions, "celery-tasks": bench_celery_tasks,
     "celery-workers": bench_celery_workers, "celery-queues": bench_celery_queues,
@@ -1049,6 +1346,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--targets", type=ints, default=[1, 5, 10, 25, 50])
     ap.add_argument("--idle-seconds", type=float, default=10.0,
                     help="redis-targets: idle window after the probes")
+    ap.add_argument("--prom-targets", type=ints, default=[1, 10, 50],
+                    help="redis-prometheus: Redis targets per size")
+    ap.add_argument("--prom-window", type=float, default=60.0,
+                    help="redis-prometheus: measured seconds per size (multiple of interval)")
+    ap.add_argument("--prom-interval", type=float, default=15.0,
+                    help="redis-prometheus: Prometheus scrape_interval in seconds")
+    ap.add_argument("--prom-idle", type=float, default=5.0,
+                    help="redis-prometheus: seconds of no-scrape CPU baseline per size")
     ap.add_argument("--databases", type=ints, default=[1, 10, 30, 100])
     ap.add_argument("--tables", type=ints, default=[10, 100, 1000, 10_000])
     ap.add_argument("--uncapped", type=int, default=100_000,

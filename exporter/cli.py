@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              cfg.web.listen_address, scheme, ",".join(c.name for c in collectors), __version__)
     app.ready.set()
     try:
-        server.serve_forever(poll_interval=0.5)
+        server.serve_forever()
     finally:
         server.server_close()
         for cs in sets:

@@ -19,6 +19,8 @@ import contextlib
 import gzip
 import html
 import logging
+import os
+import selectors
 import socket
 import ssl
 import threading
@@ -240,7 +242,6 @@ MAX_CONNECTIONS = 128
 # Connections already shut down but whose thread has not ended yet; beyond this many
 # extra, new connections are refused so threads stay bounded even under a flood.
 SHED_SLACK = 32
-REAP_INTERVAL_SECONDS = 0.25
 MAX_REQUEST_LINE = 65536
 BLANK_LINES_SKIPPED = 4
 # After an error reply, unread input is read and dropped (bounded) before closing:
@@ -420,6 +421,11 @@ class Server(ThreadingMixIn, WSGIServer):
         # before its socket is closed: the reaper never touches a reused descriptor.
         self._conns_lock = threading.Lock()
         self._reaper_stop = threading.Event()
+        # serve_forever() blocks in select() without a timeout; shutdown() wakes it by
+        # writing to this pipe, so an idle exporter has no periodic wakeups.
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
         super().__init__(*args, **kw)
 
     def connections(self) -> dict[str, int]:
@@ -432,12 +438,34 @@ class Server(ThreadingMixIn, WSGIServer):
             return counts
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections until shutdown() (``poll_interval`` is not used: the loop
+        sleeps until a connection or shutdown arrives)."""
         reaper = threading.Thread(target=self._reap, name="http-reaper", daemon=True)
         reaper.start()
         try:
-            super().serve_forever(poll_interval)
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._stopping.is_set():
+                    for key, _ in selector.select():
+                        if key.fileobj is self and not self._stopping.is_set():
+                            # socketserver's accept-and-dispatch step (untyped there)
+                            self._handle_request_noblock()  # type: ignore[attr-defined]
         finally:
             self._reaper_stop.set()
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever() and wait until it has returned (from another thread)."""
+        self._stopping.set()
+        os.write(self._wake_w, b"\0")
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("msg=\"request failed\" client=%s", client_address[0], exc_info=True)
@@ -509,17 +537,28 @@ class Server(ThreadingMixIn, WSGIServer):
             super().shutdown_request(request)
 
     def _reap(self) -> None:
-        """Every REAP_INTERVAL_SECONDS: cut connections past their header or idle time."""
-        while not self._reaper_stop.wait(REAP_INTERVAL_SECONDS):
+        """Cut connections past their header or idle time.  It wakes when the earliest one
+        is due, and at least every min(header, idle) timeout: a connection whose phase
+        begins after this pass is due later than that, so none is missed, and an idle
+        exporter wakes once every few seconds instead of several times a second."""
+        shortest = min(self.header_timeout, self.idle_timeout)
+        wait = shortest
+        while not self._reaper_stop.wait(wait):
             now = time.monotonic()
+            next_due = now + shortest
             with self._conns_lock:
                 for sock, conn in list(self._conns.items()):
-                    if conn.cut:
+                    if conn.cut or conn.phase == "busy":
                         continue
-                    if conn.phase == "headers" and now - conn.since > self.header_timeout:
-                        self._cut(sock, "timeout")
-                    elif conn.phase == "idle" and now - conn.since > self.idle_timeout:
-                        self._cut(sock, "idle")
+                    timeout = self.header_timeout if conn.phase == "headers" else \
+                        self.idle_timeout
+                    due = conn.since + timeout
+                    if now > due:
+                        self._cut(sock, "timeout" if conn.phase == "headers" else "idle")
+                    else:
+                        next_due = min(next_due, due)
+            # A little past the deadline, so that the connection is over it on waking.
+            wait = next_due - now + 0.01
 
 
 def make_server(listen_address: str, app: App,

@@ -115,7 +115,11 @@ def plot(doc: dict[str, Any], path: Path) -> None:
             ax.set_xscale("log")
         ax.grid(True, alpha=0.3)
         positive = all(p.get(key, 1) > 0 for p in points)
-        if key == "p50_ms" or (loglog and positive):  # p99 is 10-100x p50 under load
+        # p99 can be 10-100x p50 under load: log y then, but only where the latencies
+        # span a decade (within one, a log axis has no labelled ticks).
+        latency = [p[k] for p in points for k in ("p50_ms", "p99_ms") if p.get(k, 0) > 0]
+        spread = key == "p50_ms" and latency and max(latency) >= 10 * min(latency)
+        if spread or (loglog and positive):
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(ticker.ScalarFormatter())
             ax.yaxis.set_minor_formatter(ticker.NullFormatter())

@@ -424,6 +424,10 @@ class Server(ThreadingMixIn, WSGIServer):
         # serve_forever() blocks in select() without a timeout; shutdown() wakes it by
         # writing to this pipe, so an idle exporter has no periodic wakeups.
         self._wake_r, self._wake_w = os.pipe()
+        # Guards the pipe's descriptors: after server_close() they may be reused, and a
+        # late shutdown() (a second signal) must not write to whatever has them now.
+        self._wake_lock = threading.Lock()
+        self._wake_open = True
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         super().__init__(*args, **kw)
@@ -458,14 +462,18 @@ class Server(ThreadingMixIn, WSGIServer):
     def shutdown(self) -> None:
         """Stop serve_forever() and wait until it has returned (from another thread)."""
         self._stopping.set()
-        os.write(self._wake_w, b"\0")
+        with self._wake_lock:
+            if self._wake_open:
+                os.write(self._wake_w, b"\0")
         self._stopped.wait()
 
     def server_close(self) -> None:
         super().server_close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._wake_lock:
+            if self._wake_open:
+                self._wake_open = False
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("msg=\"request failed\" client=%s", client_address[0], exc_info=True)

@@ -19,6 +19,13 @@ command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
+# The unit's static checks (tests/deploy/test_systemd.py) and the real-run tests of the
+# documented deployments (tests/installed/): systemd as PID 1 in a debootstrap root under
+# systemd-nspawn, and the image under a Docker engine the tests start themselves.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "test-services: installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

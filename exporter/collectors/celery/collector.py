@@ -43,6 +43,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from exporter.collectors.base import Collector, service_families
 from exporter.collectors.celery.broker import QueueReader, make_app
 from exporter.collectors.celery.events import EventReceiverThread, EventState, node_host
+from exporter.collectors.celery.flower import FlowerMetrics
 from exporter.collectors.celery.inspect import InspectPoller, InspectSnapshot
 from exporter.collectors.celery.settings import CelerySettings
 from exporter.settings import ScrapeSettings
@@ -59,6 +60,7 @@ class CeleryCollector(Collector):
         self.settings = settings
         self.app = make_app(settings)
         self.state = EventState(settings)
+        self.flower = FlowerMetrics(self.state) if settings.flower_metrics else None
         self.receiver = EventReceiverThread(self.app, self.state, settings)
         self.inspector = InspectPoller(self.app, settings, self.state)
         self.queues = QueueReader(self.app, settings)
@@ -114,6 +116,8 @@ class CeleryCollector(Collector):
 
     def _background_metrics(self) -> list[Metric]:
         out = self.state.metrics()
+        if self.flower is not None:
+            out += self.flower.metrics()
         out += self.receiver.metrics()
         out += self._inspect_metrics()
         return out

@@ -67,13 +67,18 @@ class CelerySettings:
         min=100, max=10000000)
     runtime_buckets: tuple[str, ...] = setting(
         tuple(str(b) for b in CELERY_RUNTIME_BUCKETS),
-        "celery_task_runtime histogram buckets (seconds)", check=_check_bucket)
+        "celery_task_runtime (and flower_task_runtime_seconds) histogram buckets (seconds)",
+        check=_check_bucket)
     queue_wait_buckets: tuple[str, ...] = setting(
         tuple(str(b) for b in CELERY_QUEUE_WAIT_BUCKETS),
         "celery_task_queue_wait_time histogram buckets (seconds)", check=_check_bucket)
     task_hostname_label: bool = setting(
         True, "the hostname label of the task series holds the sending or executing host; "
         "false: hostname=\"generic\" in every task series (one series per task and queue)")
+    flower_metrics: bool = setting(
+        False, "also export Flower's metric families (flower_events_total, "
+        "flower_worker_online, flower_task_runtime_seconds, ...) with Flower's names and "
+        "labels, from the same event stream")
     max_task_hostnames: int = setting(
         200, "distinct hostname label values in the task series; the rest become "
         "\"__other__\"", min=1, max=100000)

@@ -16,7 +16,9 @@ revoked and ETA tasks.  Then:
   ``$__rate_interval`` 15s), asked of two real Prometheus servers, one scraping Flower,
   one stackmon: wherever Flower's returns data, stackmon's returns the same label sets;
 - after ``main`` shuts down, both say ``flower_worker_online 0`` and Flower's
-  CeleryWorkerOffline expression returns it on both.
+  CeleryWorkerOffline expression returns it on both;
+- after ``slow`` is killed, stackmon says 0 and Flower still 1 (the documented
+  difference: Flower only believes the worker's own worker-offline).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ ANCHOR = "flower"
 PROMETHEUS = shutil.which("prometheus")
 LONG_TASK_SECONDS = 600.0  # outlives the module; the worker is killed at the end
 N_OK, M_FAIL, K_RETRY = 6, 2, 2
+HEARTBEAT_TIMEOUT = 6.0  # workers send one every 2 s
 
 # Flower's dashboard panels and template variables, then its alert rules.
 ALL = 'worker=~".*", task=~".*"'
@@ -161,7 +164,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         stackmon = start_exporter(["--no-collector.host"], {
             "STACKMON_CELERY_BROKER_URL": broker, "STACKMON_CELERY_FLOWER_METRICS": "true",
             "STACKMON_CELERY_QUEUES": "celery,slow",
-            "STACKMON_CELERY_INSPECT_INTERVAL_SECONDS": "0"})
+            "STACKMON_CELERY_INSPECT_INTERVAL_SECONDS": "0",
+            "STACKMON_CELERY_WORKER_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT)})
         stack.callback(stackmon.stop)
         wait_for(lambda: stackmon.scrape().get("stackmon_celery_events_receiver_up") == 1,
                  timeout=30, what="stackmon's event receiver")
@@ -371,3 +375,18 @@ def test_worker_offline_alert_fires_on_both(rig: Rig) -> None:
     at = time.time() - 2.5
     assert label_sets(query(rig.prometheus["stackmon"], WORKER_OFFLINE, at)) \
         == {frozenset({("__name__", "flower_worker_online"), ("worker", rig.main.hostname)})}
+
+
+def test_killed_worker_is_offline_on_stackmon_only(rig: Rig) -> None:
+    """docs/celery.md: Flower keeps a killed worker at 1 (mher/flower#1128); stackmon
+    turns it 0 after the heartbeat timeout, so CeleryWorkerOffline sees it."""
+    rig.slow.kill()
+    node = frozenset({("worker", rig.slow.hostname)})
+    executing = "flower_worker_number_of_currently_executing_tasks"
+    ours = wait_for(lambda: (s := Scrape.parse(rig.stackmon.get()[2].decode())).values(
+        "flower_worker_online").get(node) == 0 and s, timeout=HEARTBEAT_TIMEOUT + 10,
+        what="stackmon's flower_worker_online 0 for the killed worker")
+    assert ours.values(executing)[node] == 0
+    flower = Scrape.get(rig.flower_url + "/metrics")
+    assert flower.values("flower_worker_online")[node] == 1
+    assert flower.values(executing)[node] == 1  # its long task, as of the last heartbeat

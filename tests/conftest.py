@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import backends, guard
+from tests.helpers import backends, guard, logfmt
 from tests.helpers.backends import AMQP_URL, BROKER_URL, PG_DSN, PG_PORT, REDIS_URL
-from tests.helpers.exporter import Exporter, exporter_fixture
+from tests.helpers.exporter import LOG_FILES, Exporter, exporter_fixture
 from tests.helpers.services import (
     Nginx,
     TargetServer,
@@ -72,6 +72,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _GUARD["started"] = backends.start_times()
     backends.stop_all()
+    _check_logs(session)
     watcher = _GUARD.get("watcher")
     if watcher is None:
         return
@@ -92,7 +93,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _GUARD["report"] = lines
 
 
+def _check_logs(session: pytest.Session) -> None:
+    """Every line every exporter of the session wrote is one strict logfmt record."""
+    if not LOG_FILES:
+        return
+    total, bad = logfmt.check_files(LOG_FILES)
+    if bad:
+        _GUARD["logfmt"] = [f"logfmt: FAILED: {len(bad)} of {total} exporter log lines are "
+                            "not one strict logfmt record:", *bad[:30]]
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        _GUARD["logfmt"] = [f"logfmt: all {total} lines of {len(LOG_FILES)} exporter logs "
+                            "are strict logfmt records"]
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _GUARD.get("logfmt", []):
+        terminalreporter.write_line(line, red="FAILED" in line)
     if _GUARD.get("started"):
         terminalreporter.write_line(f"private servers started in parallel: {_GUARD['started']}")
     for line in _GUARD.get("report", []):

@@ -83,10 +83,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ports = "/".join(str(p) for p in guard.DEFAULT_PORTS)
     if hits:
         lines.insert(0, f"guard: FAILED: the suite connected to the machine's servers "
-                        f"(127.0.0.1:{ports}):")
-        lines[1:1] = [f"  pid {h.pid} -> port {h.port}: {h.cmdline}" for h in hits]
+                        f"(127.0.0.1:{ports} or their default Unix sockets):")
+        lines[1:1] = [f"  pid {h.pid} -> {f'port {h.port}' if h.port else 'a Unix socket'}: "
+                      f"{h.cmdline}" for h in hits]
     else:
-        lines.insert(0, f"guard: no connection from the suite to 127.0.0.1:{ports}")
+        lines.insert(0, f"guard: no connection from the suite to 127.0.0.1:{ports} or the "
+                        "default Unix sockets")
     strict = os.environ.get("STACKMON_TEST_GUARD") == "strict"
     if hits or (changed and strict):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

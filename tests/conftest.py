@@ -46,7 +46,13 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before the terminal reporter reads the option
 def pytest_configure(config: pytest.Config) -> None:
+    # `scripts/test.sh -rs` (to see skip reasons) replaces the configured -ra: failures and
+    # errors are still listed in the summary.
+    chars = config.option.reportchars
+    if "a" not in chars and "A" not in chars:
+        config.option.reportchars = chars + "".join(c for c in "fE" if c not in chars)
     if not hasattr(config, "workerinput"):
         signal.signal(signal.SIGTERM, _sigterm)
     atexit.register(backends.stop_all)

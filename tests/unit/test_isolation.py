@@ -143,3 +143,18 @@ def test_guard_fails_the_run(tmp_path: Path) -> None:
     assert "1 passed" in proc.stdout
     assert "guard: FAILED: the suite connected to the machine's servers" in proc.stdout
     assert "pytest (in-process)" in proc.stdout
+
+
+def test_failures_are_listed_whatever_report_option(tmp_path: Path) -> None:
+    """``scripts/test.sh -rs`` (skip reasons) replaced the configured ``-ra``, and the
+    summary then named no failure."""
+    (tmp_path / "test_fails.py").write_text("def test_fails() -> None:\n    assert 1 == 2\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           "-p", "tests.conftest", "--rootdir", str(tmp_path),
+                           str(tmp_path / "test_fails.py")],
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO),
+                               "STACKMON_TEST_GUARD": "off"},
+                          cwd=tmp_path, timeout=240)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "FAILED test_fails.py::test_fails" in proc.stdout, proc.stdout[-3000:]

@@ -252,11 +252,33 @@ def expected_mix(main: Worker) -> dict[tuple[str, str], float]:
             ("task-received", "stackmon.retry_once"): 2 * K_RETRY}
 
 
-def mix_done(scrape: Scrape, main: Worker) -> bool:
+def counted(scrape: Scrape, main: Worker, kind: str, task: str) -> float:
+    """Events of ``kind`` for ``task`` on ``main``.  A task revoked on receipt gets no
+    task-received, and its task-revoked (which names no task) may overtake the client's
+    task-sent: then Flower, as stackmon, counts it under ``task=""``."""
     got = scrape.values("flower_events_total")
-    return all(got.get(frozenset({("worker", main.hostname), ("type", kind),
-                                  ("task", task)})) == n
+    names = (task, "") if kind == "task-revoked" else (task,)
+    return sum(got.get(frozenset({("worker", main.hostname), ("type", kind),
+                                  ("task", name)}), 0.0) for name in names)
+
+
+def mix_done(scrape: Scrape, main: Worker) -> bool:
+    return all(counted(scrape, main, kind, task) == n
                for (kind, task), n in expected_mix(main).items())
+
+
+def wait_for_mix(rig: Rig) -> None:
+    """Until both count the whole mix on ``main``; else what each counted, and its log."""
+    try:
+        wait_for(lambda: all(mix_done(s, rig.main) for s in rig.scrapes()), timeout=60,
+                 what="the task mix to finish in both")
+    except AssertionError as err:
+        flower, ours = rig.scrapes()
+        seen = [f"{kind} {task}: want {n}, Flower {counted(flower, rig.main, kind, task)}, "
+                f"stackmon {counted(ours, rig.main, kind, task)}"
+                for (kind, task), n in expected_mix(rig.main).items()]
+        raise AssertionError("\n".join([str(err), *seen, "main's log:",
+                                        rig.main.logs()[-3000:]])) from None
 
 
 def test_allowlist_entries_have_reasons() -> None:
@@ -281,8 +303,7 @@ def test_prefetch_figures_agree_while_tasks_wait(rig: Rig) -> None:
 
 
 def test_same_families_labels_and_values_as_flower(rig: Rig) -> None:
-    wait_for(lambda: all(mix_done(s, rig.main) for s in rig.scrapes()), timeout=60,
-             what="the task mix to finish in both")
+    wait_for_mix(rig)
     last: list[str] = []
 
     def same() -> bool:
@@ -340,8 +361,7 @@ def same_data_as_flower(rig: Rig, promql: str) -> str:
 
 @pytest.mark.parametrize("what", sorted(QUERIES))
 def test_flowers_dashboard_and_alerts_return_the_same_data(rig: Rig, what: str) -> None:
-    wait_for(lambda: all(mix_done(s, rig.main) for s in rig.scrapes()), timeout=60,
-             what="the task mix to finish in both")
+    wait_for_mix(rig)
     last = ""
 
     def agree() -> bool:

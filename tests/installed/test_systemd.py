@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 
 from exporter.collectors.host.settings import FS_TYPES_EXCLUDE
-from tests.helpers import nspawn, roots
+from tests.helpers import logfmt, nspawn, roots
 from tests.helpers.exporter import REPO, Samples, wait_for
 
 pytestmark = pytest.mark.timeout(600)  # the first test builds the root on a cold cache
@@ -239,8 +239,9 @@ def cursor(box: nspawn.Booted) -> str:
     return out.rsplit("-- cursor: ", 1)[1].strip()
 
 
-def journal(box: nspawn.Booted, since: str = "") -> list[str]:
-    """The unit's journal lines (stackmon's own and systemd's about it), after ``since``.
+def journal(box: nspawn.Booted, since: str = "", own: bool = False) -> list[str]:
+    """The unit's journal lines (stackmon's own and systemd's about it, or with ``own``
+    only stackmon's), after ``since``.
 
     Filtered here, not with ``-u``: journalctl 252 with ``-u`` and ``--after-cursor``
     together skips entries (seen: an error line of stackmon missing from its output).
@@ -251,7 +252,8 @@ def journal(box: nspawn.Booted, since: str = "") -> list[str]:
         args.append(f"--after-cursor={since}")
     lines = []
     for entry in map(json.loads, box.run(*args).stdout.splitlines()):
-        if "stackmon.service" in (entry.get("_SYSTEMD_UNIT"), entry.get("UNIT")):
+        if entry.get("_SYSTEMD_UNIT") == "stackmon.service" or (
+                not own and entry.get("UNIT") == "stackmon.service"):
             message = entry.get("MESSAGE")
             # journald stores a message with bytes outside UTF-8 as a list of ints
             lines.append(bytes(message).decode(errors="replace")
@@ -382,8 +384,10 @@ def test_filtered_call_fails_only_its_subcollector(service: nspawn.Booted) -> No
         assert metrics.get("stackmon_scrape_collector_success", collector="host") == 1
         assert not metrics.has("node_timex_sync_status")
     assert show(service, "MainPID", "NRestarts") == {"MainPID": main_pid, "NRestarts": "0"}
-    timex = [line for line in journal(service, since) if "timex" in line]
-    assert len(timex) == 1 and "level=warning" in timex[0], timex
+    timex = [line for line in journal(service, since, own=True) if "timex" in line]
+    assert len(timex) == 1, timex
+    record = logfmt.check_record(timex[0])
+    assert record["level"] == "warning" and "seccomp" in record["err"], record
 
 
 # --- passwords as credentials ----------------------------------------------------------
@@ -392,7 +396,8 @@ def test_filtered_call_fails_only_its_subcollector(service: nspawn.Booted) -> No
 def servers(box: nspawn.Booted) -> dict[str, str]:
     """PostgreSQL and Redis inside the container, with passwords; the URLs stackmon uses."""
     pg_password, redis_password = secrets.token_hex(12), secrets.token_hex(12)
-    box.run("pg_createcluster", "-p", str(PG_PORT), "15", "main", "--start", "--",
+    version = box.run("ls", "/usr/lib/postgresql").stdout.split()[-1]  # 15 on bookworm
+    box.run("pg_createcluster", "-p", str(PG_PORT), version, "main", "--start", "--",
             "--no-sync", timeout=120)
     box.run("runuser", "-u", "postgres", "--", "psql", "-p", str(PG_PORT), "-X", "-q",
             "-v", "ON_ERROR_STOP=1", input=monitoring_role_sql(pg_password))
@@ -494,3 +499,11 @@ def test_missing_load_credential_is_named(service: nspawn.Booted,
                      timeout=10, what="the error line in the journal")
     assert len(lines) == 1, lines
     assert "LoadCredential=postgres_password:" in lines[0], lines
+
+
+def test_every_log_line_is_logfmt(box: nspawn.Booted) -> None:
+    """Everything stackmon wrote to the journal in this module's runs (starts, stops,
+    refused calls, failed logins, config errors) is one strict logfmt record a line."""
+    lines = journal(box, own=True)
+    assert len(lines) > 20, lines
+    assert logfmt.bad_lines("\n".join(lines)) == []

@@ -9,8 +9,9 @@ user reads, never from this file:
   (apt-get, venv, pip install, install -m) in the root before it boots, with the
   machine's network and the worktree's files (uncommitted changes included) as the
   clone; the ``systemctl`` line once systemd runs;
-* the credential drop-in and the ``*_PASSWORD_FILE`` lines from docs/deployment.md, the
-  PostgreSQL role from docs/security.md.
+* the credential drop-in, the password files and the ``*_PASSWORD_FILE`` lines from
+  docs/deployment.md; the PostgreSQL role from docs/security.md, the Redis ACL user from
+  docs/redis.md.
 
 Differences from a real host, and why:
 
@@ -51,6 +52,7 @@ pytestmark = pytest.mark.timeout(600)  # the first test builds the root on a col
 README = REPO / "README.md"
 DEPLOYMENT = REPO / "docs" / "deployment.md"
 SECURITY = REPO / "docs" / "security.md"
+REDIS_DOC = REPO / "docs" / "redis.md"
 UNIT = REPO / "contrib" / "systemd" / "stackmon.service"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "curl",
             "ca-certificates", "postgresql", "redis-server")
@@ -137,6 +139,14 @@ def monitoring_role_sql(password: str) -> str:
     """docs/security.md's PostgreSQL role, with ``password``."""
     block = [b for _, b, _ in fenced_blocks(SECURITY.read_text()) if "pg_monitor" in b]
     return block[0].replace("'...'", f"'{password}'")
+
+
+def redis_acl(password: str) -> list[str]:
+    """docs/redis.md's ``ACL SETUSER`` line (security.md points there), as arguments."""
+    lines = [line for _, b, _ in fenced_blocks(REDIS_DOC.read_text())
+             for line in b.splitlines() if line.startswith("ACL SETUSER stackmon ")]
+    assert len(lines) == 1, lines
+    return lines[0].replace(">CHANGE-ME", f">{password}").split()
 
 
 # --- the container ---------------------------------------------------------------------
@@ -401,15 +411,19 @@ def servers(box: nspawn.Booted) -> dict[str, str]:
             "--no-sync", timeout=120)
     box.run("runuser", "-u", "postgres", "--", "psql", "-p", str(PG_PORT), "-X", "-q",
             "-v", "ON_ERROR_STOP=1", input=monitoring_role_sql(pg_password))
+    admin = secrets.token_hex(12)
     box.write("/etc/redis/stackmon-test.conf",
               f"port {REDIS_PORT}\nbind 127.0.0.1\nsave \"\"\nappendonly no\n"
-              f"user default off\nuser stackmon on >{redis_password} ~* &* +@all\n", 0o640)
+              f"user default off\nuser admin on >{admin} ~* &* +@all\n", 0o640)
     box.run("chgrp", "redis", "/etc/redis/stackmon-test.conf")
     box.run("systemd-run", "--unit=stackmon-test-redis", "--property=User=redis",
             "redis-server", "/etc/redis/stackmon-test.conf")
-    wait_for(lambda: box.run("redis-cli", "-p", str(REDIS_PORT), "ping",
-                             check=False).stdout.strip().startswith("NOAUTH"),
+    cli = ("redis-cli", "-p", str(REDIS_PORT), "--no-auth-warning", "--user", "admin",
+           "--pass", admin)
+    wait_for(lambda: box.run(*cli, "ping", check=False).stdout.strip() == "PONG",
              what="the container's Redis")
+    # the least-privileged user the docs give, not one that may do everything
+    assert box.run(*cli, *redis_acl(redis_password)).stdout.strip() == "OK"
     return {"pg_password": pg_password, "redis_password": redis_password,
             "STACKMON_POSTGRES_DSN": f"postgresql://stackmon@127.0.0.1:{PG_PORT}/postgres",
             "STACKMON_REDIS_URL": f"redis://stackmon@127.0.0.1:{REDIS_PORT}"}

@@ -1,0 +1,186 @@
+"""compose.yaml's ``stackmon-host`` under a real Docker engine, compared with the host.
+
+The image is built from the Dockerfile (tests/helpers/docker.py; its base is a local
+stand-in for ``python:3.11.14-slim-bookworm``, see ``docker.base_image``). The container
+gets exactly the options compose.yaml gives ``stackmon-host`` (read from compose.yaml
+and interpolated as Compose does, with no variables set), translated into ``docker run``
+flags, plus one flag appended: ``--web.listen-address=127.0.0.1:<free port>`` (the last
+flag wins), because on the host network a fixed port may be taken and there is no
+bridge gateway (compose's default ``172.17.0.1``) on this machine; and, for the health
+check test, ``--health-interval=1s`` instead of the image's 30 s.
+
+The engine runs in its own mount namespace whose ``/`` is ``rshared``: this machine's
+``/`` is a private mount, where Docker refuses compose's ``rslave`` bind of ``/``
+(test_a_private_root_refuses_compose_rslave_bind shows it and docs/deployment.md says
+what users do). Mounts made on the host after the engine started do not reach it then,
+so sizes are compared only for mounts the engine can see.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import docker
+from tests.helpers.exporter import REPO, Samples, free_port, start_exporter, wait_for
+
+pytestmark = pytest.mark.skipif(docker.skip_reason() is not None,
+                                reason=f"Docker tests: {docker.skip_reason()}")
+
+SERVICE = "stackmon-host"
+
+
+@pytest.fixture(scope="module")
+def engine() -> docker.Engine:
+    return docker.shared_engine()
+
+
+@pytest.fixture(scope="module")
+def image(engine: docker.Engine) -> docker.Built:
+    model = docker.load_compose({})
+    return docker.build(engine, REPO, docker.DOCKERFILE, model["services"][SERVICE]["image"])
+
+
+@pytest.fixture(scope="module")
+def host_container(engine: docker.Engine, image: docker.Built) -> Iterator[docker.Container]:
+    options = docker.run_options(docker.load_compose({}), SERVICE)
+    port = free_port()
+    # The image checks health every 30 s; 1 s here so the test need not wait for it.
+    container = docker.run(engine, options, SERVICE, port, "--health-interval=1s",
+                           extra_command=[f"--web.listen-address=127.0.0.1:{port}"])
+    yield container
+    container.remove()
+
+
+def host_mounts() -> dict[str, list[str]]:
+    """The host's mount table (PID 1's, as the exporter reads it): mount point -> options."""
+    out: dict[str, list[str]] = {}
+    for line in Path("/proc/1/mounts").read_text().splitlines():
+        _dev, point, _fstype, opts = line.split()[:4]
+        out.setdefault(point.replace("\\040", " "), opts.split(","))
+    return out
+
+
+def mount_labels(s: Samples) -> set[tuple[str, str, str]]:
+    return {(lbl["mountpoint"], lbl["device"], lbl["fstype"])
+            for lbl, _ in s.samples["node_filesystem_readonly"]}
+
+
+def test_host_view_matches_the_host(host_container: docker.Container,
+                                    engine: docker.Engine) -> None:
+    """Boot time, MemTotal, network devices, every mount point and its read-only flag as
+    the host has them; every host sub-collector succeeds in the container."""
+    native = start_exporter([])
+    try:
+        # Both read PID 1's mount table; another test may mount something in between.
+        def same_mounts() -> tuple[Samples, Samples] | None:
+            inside, outside = host_container.scrape(), native.scrape()
+            return (inside, outside) if mount_labels(inside) == mount_labels(outside) else None
+        inside, outside = wait_for(same_mounts, timeout=30, what="the same mount list")
+    finally:
+        native.stop()
+    failed = {lbl["collector"] for lbl, v in inside.samples["node_scrape_collector_success"]
+              if v != 1}
+    assert failed == set(), f"host sub-collectors failing in the container: {failed}"
+    assert inside.get("stackmon_scrape_collector_success", collector="host") == 1
+
+    btime = int(re.search(r"^btime (\d+)$", Path("/proc/stat").read_text(), re.M)[1])  # type: ignore[index]
+    assert inside.get("node_boot_time_seconds") == btime
+    memtotal = int(re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(),
+                             re.M)[1]) * 1024  # type: ignore[index]
+    assert inside.get("node_memory_MemTotal_bytes") == memtotal
+
+    devices = {line.split(":")[0].strip()
+               for line in Path("/proc/net/dev").read_text().splitlines()[2:]}
+    seen = {lbl["device"] for lbl, _ in inside.samples["node_network_receive_bytes_total"]}
+    assert seen == devices
+
+    table = host_mounts()
+    assert "rw" in table["/"], "this test needs a host whose / is read-write"
+    readonly = {lbl["mountpoint"]: v for lbl, v in inside.samples["node_filesystem_readonly"]}
+    assert readonly["/"] == 0, "the host's / is read-write; the container says read-only"
+    wrong = {point: value for point, value in readonly.items()
+             if value != (1.0 if "ro" in table[point] else 0.0)}
+    assert wrong == {}, f"read-only flag differs from the host's mount table: {wrong}"
+
+    # statfs through /rootfs reaches the host's filesystems, not the container's own.
+    engine_sees = {line.split()[1] for line in
+                   Path(f"/proc/{engine.proc.pid}/mounts").read_text().splitlines()}  # type: ignore[union-attr]
+    sizes_in = {lbl["mountpoint"]: v for lbl, v in inside.samples["node_filesystem_size_bytes"]}
+    sizes_out = {lbl["mountpoint"]: v for lbl, v in outside.samples["node_filesystem_size_bytes"]}
+    assert sizes_in["/"] == os.statvfs("/").f_blocks * os.statvfs("/").f_frsize
+    differ = {p: (sizes_in.get(p), sizes_out[p]) for p in sizes_out
+              if p in engine_sees and sizes_in.get(p) != sizes_out[p]}
+    assert differ == {}, f"sizes differ (container, host): {differ}"
+
+
+def test_compose_healthcheck_is_healthy_at_its_address(host_container: docker.Container
+                                                       ) -> None:
+    """compose's stackmon-host listens on a non-default address: its health check (the
+    image's ``stackmon healthcheck``, reading the exporter's flags) must still pass."""
+    status = wait_for(lambda: host_container.health() != "starting" and host_container.health(),
+                      timeout=60, interval=0.5, what="the first health check")
+    assert status == "healthy", host_container.engine.inspect(SERVICE)["State"]["Health"]
+
+
+def test_stop_is_quick_and_clean(engine: docker.Engine, image: docker.Built) -> None:
+    options = docker.run_options(docker.load_compose({}), SERVICE)
+    port = free_port()
+    container = docker.run(engine, options, f"{SERVICE}-stop", port,
+                           extra_command=[f"--web.listen-address=127.0.0.1:{port}"])
+    try:
+        container.scrape()
+        took, code = container.stop()
+        assert code == 0, container.logs()
+        assert took < 2, f"docker stop took {took:.1f} s"
+        lines = container.logs().splitlines()
+        records = [docker.logfmt_record(line) for line in lines]
+        assert all(r.get("msg") and r.get("level") and r.get("ts") for r in records), lines
+        assert [r["msg"] for r in records][-2:] == ["shutting down", "stopped"], lines
+    finally:
+        container.remove()
+
+
+def root_propagation() -> str:
+    """This machine's / as PID 1 sees it: shared, slave or private (mountinfo fields)."""
+    for line in Path("/proc/1/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == "/":
+            tags = fields[6:fields.index("-")]
+            if any(t.startswith("shared:") for t in tags):
+                return "shared"
+            return "slave" if any(t.startswith("master:") for t in tags) else "private"
+    raise AssertionError("no / in /proc/1/mountinfo")
+
+
+def test_a_private_root_refuses_compose_rslave_bind(tmp_path: Path) -> None:
+    """On a host whose / is a private mount (no systemd as PID 1: this machine, some VMs
+    and container hosts), Docker refuses compose's ``rslave`` bind of /. A second engine,
+    in a namespace whose / is made private, shows the exact error docs/deployment.md
+    names; the engine the other tests use has / rshared in its namespace instead."""
+    print(f"this machine's / is {root_propagation()}")
+    tmp = Path(tmp_path)
+    engine = docker.Engine(tmp / "data", tmp / "run", root_propagation="rprivate")
+    (tmp / "run").mkdir()
+    (tmp / "image").mkdir()
+    (tmp / "image" / "x").write_text("")
+    try:
+        engine.start()
+        tar = docker.subprocess.run(["tar", "-C", str(tmp / "image"), "-c", "."],
+                                    capture_output=True, check=True, timeout=30).stdout
+        engine.docker("import", "-", "tiny:1", input=tar)
+        options = docker.run_options(docker.load_compose({}), SERVICE)
+        mounts = [flag for pair in zip(options.flags, options.flags[1:], strict=False)
+                  if pair[0] == "--mount" for flag in pair]
+        run = engine.docker("run", "--rm", "--network", "host", *mounts, "tiny:1", "/x",
+                            check=False)
+    finally:
+        engine.stop()
+    assert run.returncode != 0
+    message = "path / is mounted on / but it is not a shared or slave mount"
+    assert message in run.stderr, run.stderr
+    assert message in (REPO / "docs" / "deployment.md").read_text()

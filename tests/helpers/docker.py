@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import secrets as random_secrets
 import shlex
 import shutil
 import signal
@@ -49,9 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import yaml
 
-from tests.helpers import roots
+from tests.helpers import backends, roots
 from tests.helpers.exporter import REPO, Samples, http_get, wait_for
 
 CACHE = roots.CACHE / "docker"
@@ -766,3 +768,73 @@ def logfmt_record(line: str) -> dict[str, str]:
         out[key] = value[1:-1] if value.startswith('"') else value
         pos = m.end()
     return out
+
+
+# ---------------------------------------------------------------------------
+# The suite's servers, with passwords
+
+
+@dataclass
+class Accounts:
+    """Accounts with passwords on the suite's private PostgreSQL and Redis, and the files
+    compose's secrets would hold (``secrets/<name>``: a 0700 directory, 0644 files, as
+    scripts/make-secrets.sh makes them)."""
+
+    pg_role: str
+    redis_user: str
+    broker_user: str
+    passwords: dict[str, str]  # secret name -> password
+    secret_files: dict[str, Path]
+    pg_host_port: str  # 127.0.0.1:23817
+    redis_host_port: str
+    broker_db: str
+
+
+PG_ROLE = "stackmon_docker"
+REDIS_USER = "stackmon-docker"
+BROKER_USER = "stackmon-broker"
+
+
+@contextlib.contextmanager
+def accounts(pg_dsn: str, redis_url: str, broker_url: str, secrets_dir: Path
+             ) -> Iterator[Accounts]:
+    """A PostgreSQL role that must log in with its password (scram-sha-256, as
+    tests/integration/test_postgres_cluster.py does), a Redis ACL user with the rules
+    docs/redis.md gives and a broker user (as tests/integration/test_redis_auth.py does),
+    each with a random password. Removed afterwards."""
+    passwords = {name: "Pw-" + random_secrets.token_urlsafe(18)
+                 for name in ("postgres_password", "redis_password", "broker_password")}
+    secrets_dir.mkdir(mode=0o700, exist_ok=True)
+    files = {}
+    for name, password in passwords.items():
+        files[name] = secrets_dir / name
+        files[name].write_text(password + "\n")
+        files[name].chmod(0o644)
+    cluster = backends.pg()
+    hba = cluster.datadir / "pg_hba.conf"
+    original_hba = hba.read_text()
+    hba.write_text(f"host all {PG_ROLE} 127.0.0.1/32 scram-sha-256\n" + original_hba)
+    cluster.sql(f"CREATE ROLE {PG_ROLE} LOGIN PASSWORD '{passwords['postgres_password']}' "
+                "IN ROLE pg_monitor")
+    cluster.sql("SELECT pg_reload_conf()")
+    admin = redis.Redis.from_url(redis_url)
+    acl = re.search(r"^ACL SETUSER stackmon on >\S+ (.+)$",
+                    (REPO / "docs" / "redis.md").read_text(), re.M)
+    assert acl, "docs/redis.md has no ACL SETUSER stackmon line"
+    admin.execute_command("ACL", "SETUSER", REDIS_USER, "on",
+                          f">{passwords['redis_password']}", *acl.group(1).split())
+    admin.execute_command("ACL", "SETUSER", BROKER_USER, "on",
+                          f">{passwords['broker_password']}", "~*", "&*", "+@all")
+    try:
+        yield Accounts(PG_ROLE, REDIS_USER, BROKER_USER, passwords, files,
+                       pg_dsn.split("@", 1)[1].split("/", 1)[0],
+                       redis_url.split("//", 1)[1].split("/", 1)[0],
+                       broker_url.rsplit("/", 1)[1])
+    finally:
+        hba.write_text(original_hba)
+        cluster.sql("SELECT pg_reload_conf()")
+        cluster.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE usename = '{PG_ROLE}'")
+        cluster.sql(f"DROP ROLE IF EXISTS {PG_ROLE}")
+        admin.execute_command("ACL", "DELUSER", REDIS_USER, BROKER_USER)
+        admin.close()

@@ -528,6 +528,18 @@ class RunOptions:
     def argv(self, *extra_flags: str, extra_command: Sequence[str] = ()) -> list[str]:
         return ["run", *self.flags, *extra_flags, self.image, *self.command, *extra_command]
 
+    def with_env(self, overrides: Mapping[str, str]) -> RunOptions:
+        """The same options with these variables' values replaced (each must be set)."""
+        missing = set(overrides) - set(self.env)
+        if missing:
+            raise ComposeError(f"not in the service's environment: {sorted(missing)}")
+        flags = list(self.flags)
+        for i in range(len(flags) - 1):
+            key = flags[i + 1].partition("=")[0]
+            if flags[i] == "-e" and key in overrides:
+                flags[i + 1] = f"{key}={overrides[key]}"
+        return RunOptions(flags, self.image, list(self.command), {**self.env, **overrides})
+
 
 def run_options(model: Mapping[str, Any], service: str, *, project_dir: Path = REPO,
                 secret_files: Mapping[str, Path] | None = None,
@@ -716,10 +728,11 @@ class Container:
 
 
 def run(engine: Engine, options: RunOptions, name: str, port: int, *extra_flags: str,
-        extra_command: Sequence[str] = (), path: str = "/-/healthy",
+        extra_command: Sequence[str] = (), path: str | None = "/-/healthy",
         scheme: str = "http") -> Container:
     """``docker run -d`` with a service's options; waits until ``path`` answers on
-    127.0.0.1:``port`` (or fails with the container's logs when it exits)."""
+    127.0.0.1:``port`` (or fails with the container's logs when it exits); with no
+    ``path``, returns once it runs."""
     engine.docker("rm", "-f", name, check=False)
     engine.docker(*options.argv("-d", "--name", name, *extra_flags,
                                 extra_command=extra_command))
@@ -729,6 +742,8 @@ def run(engine: Engine, options: RunOptions, name: str, port: int, *extra_flags:
         state = engine.inspect(name)["State"]
         if not state["Running"]:
             raise AssertionError(f"{name} exited {state['ExitCode']}:\n{container.logs()}")
+        if path is None:
+            return True
         with contextlib.suppress(OSError):
             return container.get(path)[0] < 500 if scheme == "http" else bool(
                 _tls_get(container.url(path)))
@@ -788,6 +803,18 @@ class Accounts:
     pg_host_port: str  # 127.0.0.1:23817
     redis_host_port: str
     broker_db: str
+
+    def stackmon_env(self, checks_file: Path) -> dict[str, str]:
+        """What a user puts in .env for compose's ``stackmon`` to watch these servers
+        (docs/deployment.md, Compose): their addresses and the service checks file."""
+        return {
+            "STACKMON_POSTGRES_DSN":
+                f"postgresql://{self.pg_role}@{self.pg_host_port}/postgres?sslmode=disable",
+            "STACKMON_REDIS_URL": f"redis://{self.redis_user}@{self.redis_host_port}/0",
+            "STACKMON_CELERY_BROKER_URL":
+                f"redis://{self.broker_user}@{self.redis_host_port}/{self.broker_db}",
+            "SERVICE_CHECKS_FILE": str(checks_file),
+        }
 
 
 PG_ROLE = "stackmon_docker"

@@ -58,18 +58,6 @@ def accounts(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str, redis_url: s
     client.close()
 
 
-def compose_env(acc: docker.Accounts, checks: Path) -> dict[str, str]:
-    """What a user puts in .env for their own servers (docs/deployment.md, Compose)."""
-    return {
-        "STACKMON_POSTGRES_DSN":
-            f"postgresql://{acc.pg_role}@{acc.pg_host_port}/postgres?sslmode=disable",
-        "STACKMON_REDIS_URL": f"redis://{acc.redis_user}@{acc.redis_host_port}/0",
-        "STACKMON_CELERY_BROKER_URL":
-            f"redis://{acc.broker_user}@{acc.redis_host_port}/{acc.broker_db}",
-        "SERVICE_CHECKS_FILE": str(checks),
-    }
-
-
 @pytest.fixture(scope="module")
 def backends_container(engine: docker.Engine, image: docker.Built, accounts: docker.Accounts,
                        tmp_path_factory: pytest.TempPathFactory
@@ -78,7 +66,7 @@ def backends_container(engine: docker.Engine, image: docker.Built, accounts: doc
     checks.write_text("services:\n  checks:\n    - {name: postgres-port, type: tcp, "
                       f"address: '{accounts.pg_host_port}'}}\n")
     checks.chmod(0o644)
-    model = docker.load_compose(compose_env(accounts, checks))
+    model = docker.load_compose(accounts.stackmon_env(checks))
     options = docker.run_options(model, SERVICE, secret_files=accounts.secret_files)
     port = free_port()
     container = docker.run(engine, options, SERVICE, port, "--health-interval=1s",

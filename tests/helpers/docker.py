@@ -513,6 +513,7 @@ _IGNORED = {
     "expose": "no meaning on the host network: the listen address picks the port",
     "depends_on": "the tests start what a service needs first",
     "profiles": "the tests choose the services",
+    "networks": "compose's project network does not exist here: see run_options' network",
 }
 
 
@@ -578,7 +579,7 @@ def run_options(model: Mapping[str, Any], service: str, *, project_dir: Path = R
     raw_env = spec.get("environment") or {}
     if isinstance(raw_env, list):
         raw_env = dict(item.partition("=")[::2] for item in raw_env)
-    for key, value in raw_env.items():
+    for key, value in sorted(raw_env.items()):
         env[str(key)] = "" if value is None else _scalar(value)
         flags += ["-e", f"{key}={env[str(key)]}"]
     for volume in spec.get("volumes", []):

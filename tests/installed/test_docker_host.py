@@ -18,8 +18,11 @@ so sizes are compared only for mounts the engine can see.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,30 +160,64 @@ def root_propagation() -> str:
     raise AssertionError("no / in /proc/1/mountinfo")
 
 
+def tiny_image(engine: docker.Engine, directory: Path) -> str:
+    """An image holding /bin/true and the libraries it loads (no registry here)."""
+    libs = re.findall(r"(/\S+) \(0x", docker.subprocess.run(
+        ["ldd", "/bin/true"], capture_output=True, text=True, check=True, timeout=30).stdout)
+    for path in ["/bin/true", *libs]:
+        dest = directory / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(path).resolve(), dest)
+    tar = docker.subprocess.run(["tar", "-C", str(directory), "-c", "."],
+                                capture_output=True, check=True, timeout=30).stdout
+    engine.docker("import", "-", "tiny:1", input=tar)
+    return "tiny:1"
+
+
+def override_from_docs(tmp: Path) -> Path:
+    """The compose.override.yaml docs/deployment.md gives for a host with a private /."""
+    text = (REPO / "docs" / "deployment.md").read_text()
+    block = re.search(r"```yaml\n(# compose\.override\.yaml.*?)```", text, re.S)
+    assert block, "docs/deployment.md has no compose.override.yaml block"
+    path = tmp / "compose.override.yaml"
+    path.write_text(block.group(1))
+    return path
+
+
+def mount_flags(options: docker.RunOptions) -> list[str]:
+    return [arg for flag, value in zip(options.flags, options.flags[1:], strict=False)
+            if flag == "--mount" for arg in (flag, value)]
+
+
 def test_a_private_root_refuses_compose_rslave_bind(tmp_path: Path) -> None:
     """On a host whose / is a private mount (no systemd as PID 1: this machine, some VMs
-    and container hosts), Docker refuses compose's ``rslave`` bind of /. A second engine,
-    in a namespace whose / is made private, shows the exact error docs/deployment.md
-    names; the engine the other tests use has / rshared in its namespace instead."""
+    and container hosts), Docker refuses compose's ``rslave`` bind of /, with the error
+    docs/deployment.md names; the override the docs give starts. Shown by a second
+    engine in a namespace whose / is made private (the engine the other tests use has /
+    rshared in its own namespace instead)."""
     print(f"this machine's / is {root_propagation()}")
-    tmp = Path(tmp_path)
-    engine = docker.Engine(tmp / "data", tmp / "run", root_propagation="rprivate")
-    (tmp / "run").mkdir()
-    (tmp / "image").mkdir()
-    (tmp / "image" / "x").write_text("")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "image").mkdir()
+    override = override_from_docs(tmp_path)
+    merged = docker.subprocess.run(
+        [str(Path(sys.executable).parent / "docker-compose"), "--project-directory", str(REPO),
+         "-f", str(REPO / "compose.yaml"), "-f", str(override), "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    engine = docker.Engine(tmp_path / "data", tmp_path / "run", root_propagation="rprivate")
     try:
         engine.start()
-        tar = docker.subprocess.run(["tar", "-C", str(tmp / "image"), "-c", "."],
-                                    capture_output=True, check=True, timeout=30).stdout
-        engine.docker("import", "-", "tiny:1", input=tar)
-        options = docker.run_options(docker.load_compose({}), SERVICE)
-        mounts = [flag for pair in zip(options.flags, options.flags[1:], strict=False)
-                  if pair[0] == "--mount" for flag in pair]
-        run = engine.docker("run", "--rm", "--network", "host", *mounts, "tiny:1", "/x",
-                            check=False)
+        image = tiny_image(engine, tmp_path / "image")
+        as_compose = mount_flags(docker.run_options(docker.load_compose({}), SERVICE))
+        refused = engine.docker("run", "--rm", "--network", "host", *as_compose, image,
+                                "/bin/true", check=False)
+        overridden = mount_flags(docker.run_options(json.loads(merged.stdout), SERVICE))
+        started = engine.docker("run", "--rm", "--network", "host", *overridden, image,
+                                "/bin/true", check=False)
     finally:
         engine.stop()
-    assert run.returncode != 0
     message = "path / is mounted on / but it is not a shared or slave mount"
-    assert message in run.stderr, run.stderr
+    assert refused.returncode != 0 and message in refused.stderr, refused.stderr
     assert message in (REPO / "docs" / "deployment.md").read_text()
+    assert "bind-propagation" not in " ".join(overridden)
+    assert started.returncode == 0, started.stderr

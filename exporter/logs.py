@@ -57,7 +57,11 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
         line = f"ts={ts} level={record.levelname.lower()} logger={record.name} "
-        line += _message(record)
+        if record.name == "stackmon" or record.name.startswith("stackmon."):
+            line += _message(record)
+        else:
+            # Libraries (kombu, celery, py.warnings) write prose: it becomes the msg value.
+            line += f'msg="{escape(record.getMessage())}"'
         if record.exc_info:
             line += f' exc="{escape(self.formatException(record.exc_info))}"'
         # Secrets are also looked for in their escaped form (a password with a quote).
@@ -84,7 +88,9 @@ _formatter = RedactingFormatter()
 
 
 def setup(level: str = "info", secrets: Iterable[str] = ()) -> None:
-    """Send stackmon's logs to stderr at ``level``; remember the secrets to scrub."""
+    """Send every log line to stderr at ``level``, one logfmt record each (libraries'
+    loggers, Python warnings and uncaught exceptions in threads too); remember the secrets
+    to scrub."""
     _formatter.secrets = list(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -93,6 +99,18 @@ def setup(level: str = "info", secrets: Iterable[str] = ()) -> None:
     handler.setFormatter(_formatter)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
+    threading.excepthook = _thread_exception
+
+
+def _thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception nothing caught in a thread: one record with its traceback, instead of
+    the multi-line dump Python writes by default."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("stackmon").error('msg="uncaught exception in thread" thread="%s"', name,
+                                        exc_info=args.exc_value or True)
 
 
 def cause(err: BaseException) -> str:

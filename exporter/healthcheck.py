@@ -197,8 +197,9 @@ def ask(where: Target, timeout: float) -> tuple[bool, str]:
     return True, f"{where.url} answered 200"
 
 
-def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
-    """``stackmon healthcheck [--timeout=SECONDS] [exporter flags]``: 0 healthy, else 1."""
+def main(argv: Sequence[str], env: Mapping[str, str], proc: Path = Path("/proc")) -> int:
+    """``stackmon healthcheck [--timeout=SECONDS] [exporter flags]``: 0 healthy, else 1.
+    Without exporter flags it checks the exporter it finds in ``proc``."""
     from exporter import cli  # the settings schema; imported here so cli can import us
 
     parser = argparse.ArgumentParser(prog="stackmon healthcheck", add_help=False)
@@ -207,7 +208,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
     invocation = Invocation(rest, dict(env))
     try:
         if not rest:
-            invocation = find_exporter() or invocation
+            invocation = find_exporter(proc) or invocation
         cfg = cli.parse(invocation.args, invocation.env)
         where = target(cfg.web.listen_address, cfg.web.config_file)
     except settings.ConfigError as err:

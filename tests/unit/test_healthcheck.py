@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -43,12 +44,23 @@ def serve() -> Iterator[Serve]:
         server.server_close()
 
 
-class Serve:  # the fixture's type
+class Serve(Protocol):  # the fixture's type
     def __call__(self, address: str, web_config: str | None = None) -> Server: ...
 
 
-def run(args: list[str], env: dict[str, str] | None = None) -> int:
-    return healthcheck.main(args, {**CLEAN_ENV, **(env or {})})
+class Run(Protocol):  # the fixture's type
+    def __call__(self, args: list[str], env: dict[str, str] | None = None) -> int: ...
+
+
+@pytest.fixture
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """``healthcheck.main`` with a clean environment and an empty /proc (this machine may
+    run other exporters, which it would otherwise find and check)."""
+    empty = fake_proc(tmp_path_factory.mktemp("empty"), {})
+
+    def call(args: list[str], env: dict[str, str] | None = None) -> int:
+        return healthcheck.main(args, {**CLEAN_ENV, **(env or {})}, empty)
+    return call
 
 
 @pytest.mark.parametrize(("listen", "url"), [
@@ -63,8 +75,8 @@ def test_wildcards_are_asked_on_loopback(listen: str, url: str) -> None:
     assert healthcheck.target(listen, None).url == url
 
 
-def test_healthy_at_a_non_default_address(serve: Serve, capsys: pytest.CaptureFixture[str]
-                                          ) -> None:
+def test_healthy_at_a_non_default_address(run: Run, serve: Serve,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     serve(f"127.0.0.1:{port}")
     assert run([f"--web.listen-address=127.0.0.1:{port}"]) == 0
@@ -72,13 +84,13 @@ def test_healthy_at_a_non_default_address(serve: Serve, capsys: pytest.CaptureFi
         f"healthy: http://127.0.0.1:{port}/-/healthy answered 200\n"
 
 
-def test_wildcard_listener_is_found_on_loopback(serve: Serve) -> None:
+def test_wildcard_listener_is_found_on_loopback(run: Run, serve: Serve) -> None:
     port = free_port()
     serve(f":{port}")
     assert run([f"--web.listen-address=:{port}"]) == 0
 
 
-def test_address_from_env_and_from_config_file(serve: Serve, tmp_path: Path) -> None:
+def test_address_from_env_and_from_config_file(run: Run, serve: Serve, tmp_path: Path) -> None:
     port = free_port()
     serve(f"127.0.0.1:{port}")
     assert run([], {"STACKMON_WEB_LISTEN_ADDRESS": f"127.0.0.1:{port}"}) == 0
@@ -88,7 +100,7 @@ def test_address_from_env_and_from_config_file(serve: Serve, tmp_path: Path) -> 
     assert run([], {"STACKMON_CONFIG_FILE": str(config)}) == 0
 
 
-def test_refused_is_unhealthy_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_refused_is_unhealthy_with_one_line(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     assert run([f"--web.listen-address=127.0.0.1:{port}"]) == 1
     err = capsys.readouterr().err
@@ -96,7 +108,8 @@ def test_refused_is_unhealthy_with_one_line(capsys: pytest.CaptureFixture[str]) 
                    "connection refused\n")
 
 
-def test_an_answer_other_than_200_is_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_answer_other_than_200_is_unhealthy(run: Run, capsys: pytest.CaptureFixture[str]
+                                               ) -> None:
     class Failing(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(503)
@@ -115,7 +128,8 @@ def test_an_answer_other_than_200_is_unhealthy(capsys: pytest.CaptureFixture[str
         server.server_close()
 
 
-def test_a_hung_server_is_unhealthy_within_the_timeout(capsys: pytest.CaptureFixture[str]
+def test_a_hung_server_is_unhealthy_within_the_timeout(run: Run,
+                                                       capsys: pytest.CaptureFixture[str]
                                                        ) -> None:
     with socket.socket() as listener:  # accepts (kernel backlog), never answers
         listener.bind(("127.0.0.1", 0))
@@ -125,7 +139,7 @@ def test_a_hung_server_is_unhealthy_within_the_timeout(capsys: pytest.CaptureFix
     assert "no answer within 0.3 s" in capsys.readouterr().err
 
 
-def test_tls_from_the_web_config_file(serve: Serve, tmp_path: Path,
+def test_tls_from_the_web_config_file(run: Run, serve: Serve, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     cert, key, _ = self_signed_cert(tmp_path, 30)
     web = tmp_path / "web.yml"
@@ -138,7 +152,7 @@ def test_tls_from_the_web_config_file(serve: Serve, tmp_path: Path,
     assert run(args) == 1  # plain HTTP to a TLS server: not what the exporter serves
 
 
-def test_tls_with_required_client_certificates(serve: Serve, tmp_path: Path) -> None:
+def test_tls_with_required_client_certificates(run: Run, serve: Serve, tmp_path: Path) -> None:
     """The server wants a client certificate signed by its CA: the health check shows
     the server's own (relative paths resolve beside the web config file)."""
     cert, key, _ = self_signed_cert(tmp_path, 30)
@@ -151,7 +165,8 @@ def test_tls_with_required_client_certificates(serve: Serve, tmp_path: Path) -> 
     assert run([f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web}"]) == 0
 
 
-def test_bad_settings_are_unhealthy_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_settings_are_unhealthy_with_one_line(run: Run,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--web.listen-address=nonsense"]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "web.listen_address" in err, err

@@ -31,7 +31,7 @@ from exporter import cli
 from exporter.collectors import COLLECTORS, SECTIONS
 from exporter.secrets import has_password
 from exporter.settings import ENV_EXTRA, ConfigError, env_settings
-from tests.helpers.docker import docker_ignored
+from tests.helpers.docker import context_files, docker_ignored
 from tests.helpers.exporter import REPO
 
 COMPOSE = REPO / "compose.yaml"
@@ -951,6 +951,18 @@ def test_demo_dockerfile_passes_hadolint(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     froms = re.findall(r"^FROM\s+(\S+)", (DEMO_DIR / "Dockerfile").read_text(), re.M)
     assert froms and [unpinned(i) for i in froms if unpinned(i)] == []
+
+
+def test_demo_build_context_leaves_out_bytecode(tmp_path: Path) -> None:
+    """COPY . ./demo takes the whole context: a checkout's __pycache__ stays out."""
+    context = tmp_path / "demo"
+    shutil.copytree(DEMO_DIR, context)
+    (context / "__pycache__").mkdir(exist_ok=True)
+    (context / "__pycache__" / "views.cpython-311.pyc").write_bytes(b"")
+    (context / "settings.pyc").write_bytes(b"")
+    sent = context_files(context)
+    assert "views.py" in sent and "docker-entrypoint.py" in sent
+    assert [f for f in sent if "__pycache__" in f or f.endswith(".pyc")] == []
 
 
 def test_demo_entrypoint_puts_password_files_into_urls(tmp_path: Path) -> None:

@@ -688,7 +688,7 @@ def _healthcheck(check: Mapping[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# Containers and their logs
+# Containers
 
 
 @dataclass
@@ -761,31 +761,6 @@ def _tls_get(url: str) -> int:
         return int(resp.status)
 
 
-_LOGFMT_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\["\\nrtu])*"|[^\s="]*)(?:\s+|$)')
-
-
-def logfmt_record(line: str) -> dict[str, str]:
-    """One strict logfmt line as a dict: ``key=value`` pairs separated by spaces, values
-    bare (no space, ``=`` or ``"``) or double-quoted with ``\\`` escapes; anything else
-    is a ValueError naming the position.
-
-    >>> logfmt_record('ts=1 level=info msg="a \\\\"b\\\\""')
-    {'ts': '1', 'level': 'info', 'msg': 'a \\\\"b\\\\"'}
-    """
-    out: dict[str, str] = {}
-    pos = 0
-    while pos < len(line):
-        m = _LOGFMT_PAIR.match(line, pos)
-        if not m or m.end() == pos:
-            raise ValueError(f"not logfmt at column {pos + 1}: {line[pos:pos + 40]!r}")
-        key, value = m.group(1), m.group(2)
-        if key in out:
-            raise ValueError(f"key {key!r} twice")
-        out[key] = value[1:-1] if value.startswith('"') else value
-        pos = m.end()
-    return out
-
-
 # ---------------------------------------------------------------------------
 # The suite's servers, with passwords
 
@@ -849,10 +824,12 @@ def accounts(pg_dsn: str, redis_url: str, broker_url: str, secrets_dir: Path
     acl = re.search(r"^ACL SETUSER stackmon on >\S+ (.+)$",
                     (REPO / "docs" / "redis.md").read_text(), re.M)
     assert acl, "docs/redis.md has no ACL SETUSER stackmon line"
-    admin.execute_command("ACL", "SETUSER", REDIS_USER, "on",
-                          f">{passwords['redis_password']}", *acl.group(1).split())
-    admin.execute_command("ACL", "SETUSER", BROKER_USER, "on",
-                          f">{passwords['broker_password']}", "~*", "&*", "+@all")
+    admin.execute_command(  # type: ignore[no-untyped-call]
+        "ACL", "SETUSER", REDIS_USER, "on", f">{passwords['redis_password']}",
+        *acl.group(1).split())
+    admin.execute_command(  # type: ignore[no-untyped-call]
+        "ACL", "SETUSER", BROKER_USER, "on", f">{passwords['broker_password']}",
+        "~*", "&*", "+@all")
     try:
         yield Accounts(PG_ROLE, REDIS_USER, BROKER_USER, passwords, files,
                        pg_dsn.split("@", 1)[1].split("/", 1)[0],
@@ -864,5 +841,6 @@ def accounts(pg_dsn: str, redis_url: str, broker_url: str, secrets_dir: Path
         cluster.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     f"WHERE usename = '{PG_ROLE}'")
         cluster.sql(f"DROP ROLE IF EXISTS {PG_ROLE}")
-        admin.execute_command("ACL", "DELUSER", REDIS_USER, BROKER_USER)
+        admin.execute_command(  # type: ignore[no-untyped-call]
+            "ACL", "DELUSER", REDIS_USER, BROKER_USER)
         admin.close()

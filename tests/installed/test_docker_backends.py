@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import docker
-from tests.helpers.exporter import REPO, free_port, wait_for
+from tests.helpers import docker, logfmt
+from tests.helpers.exporter import REPO, Samples, free_port, wait_for
 from tests.helpers.services import self_signed_cert
 
 pytestmark = pytest.mark.skipif(docker.skip_reason() is not None,
@@ -80,7 +80,7 @@ def test_every_collector_succeeds_with_secrets(backends_container: docker.Contai
                                                redis_url: str, pg_dsn: str) -> None:
     """Every collector 1, logged in with the passwords from /run/secrets/<name>: the
     PostgreSQL role cannot log in without its password, and Redis shows the ACL users."""
-    def all_up() -> docker.Samples | None:
+    def all_up() -> Samples | None:
         s = backends_container.scrape()
         ok = all(v == 1 for _, v in s.samples["stackmon_scrape_collector_success"])
         return s if ok and s.get("celery_broker_up") == 1 else None
@@ -163,8 +163,8 @@ def test_healthy_over_tls_from_the_web_config(engine: docker.Engine, image: dock
 
 def test_stop_and_logs(backends_container: docker.Container, accounts: docker.Accounts
                        ) -> None:
-    """``docker stop`` ends it with 0 within 2 s; every log line is one logfmt record with
-    ts, level and msg; no password appears."""
+    """``docker stop`` ends it with 0 within 2 s; every log line is one strict logfmt
+    record (tests/helpers/logfmt.py); no password appears."""
     backends_container.scrape()
     took, code = backends_container.stop()
     logs = backends_container.logs()
@@ -172,13 +172,4 @@ def test_stop_and_logs(backends_container: docker.Container, accounts: docker.Ac
     assert took < 2, f"docker stop took {took:.1f} s"
     for password in accounts.passwords.values():
         assert password not in logs
-    bad = []
-    for line in logs.splitlines():
-        try:
-            record = docker.logfmt_record(line)
-        except ValueError as err:
-            bad.append(f"{err}: {line}")
-            continue
-        if not all(record.get(k) for k in ("ts", "level", "msg")):
-            bad.append(f"no ts, level or msg: {line}")
-    assert bad == [], "\n".join(bad)
+    assert logfmt.bad_lines(logs) == []

@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from tests.helpers import docker
-from tests.helpers.exporter import REPO, free_port, wait_for
+from tests.helpers.exporter import REPO, Samples, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(docker.skip_reason() is not None,
                                 reason=f"Docker tests: {docker.skip_reason()}")
@@ -112,11 +112,11 @@ def stack(engine: docker.Engine, images: dict[str, docker.Built], accounts: dock
             container.remove()
 
 
-def total(s: docker.Samples, family: str, labels: dict[str, str]) -> float:
+def total(s: Samples, family: str, labels: dict[str, str]) -> float:
     """The sum of ``family``'s samples whose labels include ``labels`` (one of them is
     ``name``, which Samples.get takes for itself)."""
-    return sum(v for lbl, v in s.samples.get(family, [])
-               if all(lbl.get(k) == want for k, want in labels.items()))
+    return float(sum(v for lbl, v in s.samples.get(family, [])
+                     if all(lbl.get(k) == want for k, want in labels.items())))
 
 
 def test_app_serves_healthz_and_metrics(stack: dict[str, docker.Container]) -> None:
@@ -138,7 +138,7 @@ def test_worker_tasks_are_counted_by_stackmon(stack: dict[str, docker.Container]
         status, _, body = app.get(f"/api/tasks/{kind}")
         assert status == 202, body
 
-    def counted() -> docker.Samples | None:
+    def counted() -> Samples | None:
         s = stackmon.scrape()
         done = (total(s, "celery_task_succeeded_total", {"name": "demo.add"}) >= 3
                 and total(s, "celery_task_failed_total",

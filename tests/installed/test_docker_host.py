@@ -22,13 +22,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import docker
+from tests.helpers import docker, logfmt
 from tests.helpers.exporter import REPO, Samples, free_port, start_exporter, wait_for
 
 pytestmark = pytest.mark.skipif(docker.skip_reason() is not None,
@@ -140,10 +141,10 @@ def test_stop_is_quick_and_clean(engine: docker.Engine, image: docker.Built) -> 
         took, code = container.stop()
         assert code == 0, container.logs()
         assert took < 2, f"docker stop took {took:.1f} s"
-        lines = container.logs().splitlines()
-        records = [docker.logfmt_record(line) for line in lines]
-        assert all(r.get("msg") and r.get("level") and r.get("ts") for r in records), lines
-        assert [r["msg"] for r in records][-2:] == ["shutting down", "stopped"], lines
+        logs = container.logs()
+        assert logfmt.bad_lines(logs) == []
+        messages = [logfmt.parse(line)["msg"] for line in logs.splitlines()]
+        assert messages[-2:] == ["shutting down", "stopped"], logs
     finally:
         container.remove()
 
@@ -162,13 +163,13 @@ def root_propagation() -> str:
 
 def tiny_image(engine: docker.Engine, directory: Path) -> str:
     """An image holding /bin/true and the libraries it loads (no registry here)."""
-    libs = re.findall(r"(/\S+) \(0x", docker.subprocess.run(
+    libs = re.findall(r"(/\S+) \(0x", subprocess.run(
         ["ldd", "/bin/true"], capture_output=True, text=True, check=True, timeout=30).stdout)
     for path in ["/bin/true", *libs]:
         dest = directory / path.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(Path(path).resolve(), dest)
-    tar = docker.subprocess.run(["tar", "-C", str(directory), "-c", "."],
+    tar = subprocess.run(["tar", "-C", str(directory), "-c", "."],
                                 capture_output=True, check=True, timeout=30).stdout
     engine.docker("import", "-", "tiny:1", input=tar)
     return "tiny:1"
@@ -199,7 +200,7 @@ def test_a_private_root_refuses_compose_rslave_bind(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "image").mkdir()
     override = override_from_docs(tmp_path)
-    merged = docker.subprocess.run(
+    merged = subprocess.run(
         [str(Path(sys.executable).parent / "docker-compose"), "--project-directory", str(REPO),
          "-f", str(REPO / "compose.yaml"), "-f", str(override), "config", "--format", "json"],
         capture_output=True, text=True, timeout=60, check=True,

@@ -139,13 +139,17 @@ class Engine:
             stdout=log, stderr=log, env=self.env, start_new_session=True)
         log.close()
 
+        own_ns = os.readlink("/proc/self/ns/mnt")
+
         def up() -> bool:
             assert self.proc is not None
+            with contextlib.suppress(OSError):  # recorded at once: stop() ends all of it
+                ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
+                self.mnt_ns = ns if ns != own_ns else self.mnt_ns
             if self.proc.poll() is not None:
                 raise AssertionError(f"dockerd exited {self.proc.returncode}:\n{self.log()}")
             return self.docker("version", check=False, timeout=10).returncode == 0
         wait_for(up, timeout=START_TIMEOUT, interval=0.2, what="dockerd")
-        self.mnt_ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
         # A run that died left its containers in the data root: ours alone, under the lock.
         stale = self.docker("ps", "-aq").stdout.split()
         if stale:
@@ -190,15 +194,7 @@ class Engine:
         self.proc = None
 
     def _namespace_pids(self) -> list[int]:
-        if self.mnt_ns is None:
-            return []
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.readlink(entry / "ns" / "mnt") == self.mnt_ns:
-                        pids.append(int(entry.name))
-        return pids
+        return namespace_pids(self.mnt_ns) if self.mnt_ns is not None else []
 
     # -- containers ---------------------------------------------------------------------
 
@@ -220,33 +216,71 @@ class Engine:
 
 
 _LOCK = CACHE / "engine.lock"
+# "<dockerd pid> <its mount namespace> <its temp dir>" while an engine runs
+_RUNNING = CACHE / "engine.running"
 _SHARED: dict[str, Any] = {}
+
+
+def _reap_stale() -> None:
+    """End an engine a killed run left behind (its pytest died with SIGKILL): a second
+    dockerd must never open the same data root."""
+    try:
+        pid_text, ns, tmp = _RUNNING.read_text().split()
+    except (OSError, ValueError):
+        return
+    try:
+        alive = os.readlink(f"/proc/{int(pid_text)}/ns/mnt") == ns
+    except OSError:
+        alive = False
+    if alive:
+        for pid in namespace_pids(ns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not namespace_pids(ns), timeout=30, what="the stale engine to end")
+    if Path(tmp).name.startswith("stackmon-docker-"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    _RUNNING.unlink(missing_ok=True)
+
+
+def namespace_pids(ns: str) -> list[int]:
+    """The processes in mount namespace ``ns`` (``mnt:[4026532001]``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "mnt") == ns:
+                    pids.append(int(entry.name))
+    return pids
 
 
 @contextlib.contextmanager
 def session(data_root: Path = CACHE / "data") -> Iterator[Engine]:
-    """The engine on the shared cache, held under its lock for as long as it runs."""
+    """The engine on the shared cache, held under its lock for as long as it runs
+    (another suite's run waits, up to LOCK_WAIT_SECONDS)."""
     reason = skip_reason()
     if reason is not None:
         raise RuntimeError(reason)
     data_root.mkdir(parents=True, exist_ok=True)
     with open(_LOCK, "w") as lock:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
+        def locked() -> bool:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{_LOCK}: another test run has held the Docker "
-                                       f"cache for {LOCK_WAIT_SECONDS} s") from None
-                time.sleep(1)  # another suite's engine: its run may take minutes
+                return False
+            return True
+        wait_for(locked, timeout=LOCK_WAIT_SECONDS, interval=1,
+                 what=f"{_LOCK}, held by another test run")
+        _reap_stale()
         tmp = Path(tempfile.mkdtemp(prefix="stackmon-docker-"))
         engine = Engine(data_root, tmp)
         try:
-            yield engine.start()
+            engine.start()
+            assert engine.proc is not None
+            _RUNNING.write_text(f"{engine.proc.pid} {engine.mnt_ns} {tmp}\n")
+            yield engine
         finally:
             engine.stop()
+            _RUNNING.unlink(missing_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
 
 

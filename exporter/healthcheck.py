@@ -202,8 +202,17 @@ def main(argv: Sequence[str], env: Mapping[str, str], proc: Path = Path("/proc")
     Without exporter flags it checks the exporter it finds in ``proc``."""
     from exporter import cli  # the settings schema; imported here so cli can import us
 
-    parser = argparse.ArgumentParser(prog="stackmon healthcheck", add_help=False)
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    parser = argparse.ArgumentParser(
+        prog="stackmon healthcheck", add_help=False,
+        usage="stackmon healthcheck [--timeout=SECONDS] [exporter flags]",
+        description="Ask /-/healthy of the exporter running here (its own flags, STACKMON_* "
+                    "and config file), or where the given exporter flags say it listens; "
+                    "exit 0 if it answers 200, else 1.")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds to wait for the answer (default: {DEFAULT_TIMEOUT:g})")
+    if {"-h", "--help"} & set(argv):
+        parser.print_help()
+        return 0
     own, rest = parser.parse_known_args(list(argv))
     invocation = Invocation(rest, dict(env))
     try:

@@ -172,6 +172,13 @@ def test_bad_settings_are_unhealthy_with_one_line(run: Run,
     assert len(err.splitlines()) == 1 and "web.listen_address" in err, err
 
 
+def test_help_through_the_cli() -> None:
+    proc = subprocess.run([sys.executable, "-m", "exporter", "healthcheck", "--help"],
+                          capture_output=True, text=True, timeout=30, cwd=REPO, env=CLEAN_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: stackmon healthcheck [--timeout=SECONDS]")
+
+
 # ---------------------------------------------------------------------------
 # Finding the exporter of this container
 

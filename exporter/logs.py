@@ -14,6 +14,7 @@ appended as one escaped ``exc="..."`` field.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -30,14 +31,21 @@ __all__ = ["REDACTED", "RedactingFormatter", "RepeatedFailures", "cause", "escap
            "setup"]
 
 
-def escape(text: str) -> str:
-    """Make ``text`` safe inside a logfmt quoted value: one line, quotes escaped.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-    >>> escape('FATAL:  role "x"\\nDETAIL: y')
-    'FATAL:  role \\\\"x\\\\"\\\\nDETAIL: y'
+
+def escape(text: str) -> str:
+    """Make ``text`` safe inside a logfmt quoted value: one line, quotes escaped, and no
+    control character left (libpq indents its hints with a tab).
+
+    >>> escape('FATAL:  role "x"\\nDETAIL:\\ty')
+    'FATAL:  role \\\\"x\\\\"\\\\nDETAIL:\\\\ty'
     """
-    return (text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r")
-            .replace("\n", "\\n"))
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\u{ord(m[0]):04x}"), text)
+    return text
 
 
 def _escape_arg(arg: object) -> object:
@@ -81,7 +89,7 @@ def _message(record: logging.LogRecord) -> str:
         except (TypeError, ValueError):
             msg = record.getMessage()  # let logging report the mistake as it always did
     # Whatever is left (a line break in the format string itself) must not split the line.
-    return msg.replace("\r", "\\r").replace("\n", "\\n")
+    return _CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\u{ord(m[0]):04x}"), msg)
 
 
 _formatter = RedactingFormatter()

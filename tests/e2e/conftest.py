@@ -66,4 +66,7 @@ def warm(prometheus: str, celery_worker: Worker) -> str:
     wait_for(lambda: query(prometheus, "celery_workers > 0"), timeout=60, what="a worker")
     wait_for(lambda: query(prometheus, "sum(celery_task_received_total) >= 3"), timeout=90,
              what="the worker's first tasks")
+    # The inspect poller answers in the background, on its own interval.
+    wait_for(lambda: query(prometheus, "celery_worker_pool_max_concurrency"), timeout=90,
+             what="the worker's inspect data")
     return prometheus

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,6 +30,7 @@ from tests.helpers.exporter import (
     http_get,
     wait_for,
 )
+from tests.helpers.machine import absent_here
 from tests.helpers.prometheus import query, returns_data
 
 DASHBOARDS = load()
@@ -66,17 +66,14 @@ EXPORTER_TARGETS = [t for t in TARGETS if t not in APP_TARGETS]
 
 
 def machine_skips() -> dict[tuple[str, str], str]:
-    """Panels whose series this machine cannot have (not the fixture's doing): a kernel
-    without cpufreq; a network namespace with nothing but ``lo`` (a container with a
-    private network), where every panel excluding ``lo`` is rightly empty."""
+    """Panels whose series this machine cannot have (not the fixture's doing): see
+    tests/helpers/machine.py (a container's private network or overlay root, a seccomp
+    filter on adjtimex, a kernel without cpufreq)."""
     skips = {}
-    if not Path("/sys/devices/system/cpu/cpu0/cpufreq").exists():
-        skips[("overview", "CPU frequency")] = (
-            "node_cpu_scaling_frequency_hertz: this machine's kernel exposes no cpufreq")
-    if not [d for d in os.listdir("/sys/class/net") if d != "lo"]:
-        for slug, title, _, expr in TARGETS:
-            if 'device!="lo"' in expr:
-                skips[(slug, title)] = "this network namespace has no interface but lo"
+    for slug, title, _, expr in TARGETS:
+        reason = absent_here(expr)
+        if reason:
+            skips[(slug, title)] = reason
     return skips
 
 

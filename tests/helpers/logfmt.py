@@ -2,7 +2,8 @@
 
 A record is ``key=value`` pairs separated by one space. A key is a word (letters, digits,
 ``_ . -``); a value is bare (no space, quote, ``=`` or control character) or quoted, with
-only ``\\\\ \\" \\n \\r \\t`` escaped inside. Keys are unique, and every stackmon record has
+only ``\\\\ \\" \\n \\r \\t`` and ``\\u00XX`` (other control characters)
+escaped inside. Keys are unique, and every stackmon record has
 ``ts``, ``level``, ``logger`` and ``msg``.
 
 >>> parse('ts=2026-12-06T03:00:00Z level=info logger=stackmon msg="listening" port=9860')
@@ -20,11 +21,17 @@ from pathlib import Path
 
 REQUIRED = ("ts", "level", "logger", "msg")
 LEVELS = {"debug", "info", "warning", "error", "critical"}
-_PAIR = re.compile(r'([A-Za-z_][\w.-]*)=("(?:[^"\\\x00-\x1f]|\\[\\"nrt])*"|[^\s"=\x00-\x1f]*)')
+_PAIR = re.compile(r'([A-Za-z_][\w.-]*)='
+                   r'("(?:[^"\\\x00-\x1f\x7f]|\\[\\"nrt]|\\u[0-9a-f]{4})*"|[^\s"=\x00-\x1f\x7f]*)')
 _UNESCAPE = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
 # The one line that is not a log record: a configuration error before logging starts
 # (README, "Configuration"), then exit 2.
 USAGE_ERROR = re.compile(r"^stackmon: error: \S.*$")
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = m.group(1)
+    return chr(int(code[1:], 16)) if code.startswith("u") else _UNESCAPE[code]
 
 
 def parse(line: str) -> dict[str, str]:
@@ -40,7 +47,7 @@ def parse(line: str) -> dict[str, str]:
         if key in fields:
             raise ValueError(f"column {pos + 1}: key {key!r} repeated")
         if value.startswith('"'):
-            value = re.sub(r"\\(.)", lambda e: _UNESCAPE[e.group(1)], value[1:-1])
+            value = re.sub(r"\\(u[0-9a-f]{4}|.)", _unescape, value[1:-1])
         fields[key] = value
         pos = m.end()
         if pos == len(line):

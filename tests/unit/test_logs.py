@@ -143,6 +143,14 @@ def test_own_records_with_spaces_in_values_are_strict() -> None:
         assert fields["msg"] in ("connected", "collect failed")
 
 
+def test_control_characters_are_escaped_and_read_back() -> None:
+    """libpq indents its hint with a tab ("...refused\n\tIs the server running"); a
+    server's message may hold any control character."""
+    err = 'port 1 failed: Connection refused\n\tIs the server running on "h"?\x01\x7f'
+    line = logs.RedactingFormatter().format(record('msg="collect failed" err="%s"', err))
+    assert logfmt.check_record(line)["err"] == err
+
+
 @pytest.mark.parametrize("line", [
     'ts=1 level=info logger=x msg="a" server_version=15.20 (Debian)',  # unquoted space
     "ts=1 level=info logger=kombu.mixins Connected to redis://h:6379//",  # no msg=

@@ -3,8 +3,8 @@ against the suite's private PostgreSQL, Redis and Celery broker, with its passwo
 mounted as Compose mounts file secrets; the image's health check at non-default
 addresses (plain and TLS); ``docker stop``; the logs.
 
-The image is built from the Dockerfile on a local stand-in base image (see
-``tests.helpers.docker.base_image`` for how it differs from the official one). The
+The image is built from the Dockerfile on a local stand-in base image (the docstring of
+tests/installed/test_docker_host.py lists how it differs from the official one). The
 container gets compose.yaml's options for ``stackmon`` (read from compose.yaml, with
 the variables a user sets in ``.env`` for their own servers: ``STACKMON_POSTGRES_DSN``,
 ``STACKMON_REDIS_URL``, ``STACKMON_CELERY_BROKER_URL``, ``SERVICE_CHECKS_FILE``), with

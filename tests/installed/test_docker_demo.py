@@ -2,10 +2,11 @@
 /healthz and /metrics, compose's ``worker`` runs the tasks the app enqueues, and
 compose's ``stackmon`` counts them from the Celery event stream.
 
-Both images are built from their Dockerfiles on a local stand-in base image (see
-``tests.helpers.docker.base_image``). Each container gets its compose.yaml options, with
-these differences, all forced by the test machine (host network, no service names, the
-machine's own servers on the default ports):
+Both images are built from their Dockerfiles on a local stand-in base image (the
+docstring of tests/installed/test_docker_host.py lists how it differs from the official
+one). Each container gets its compose.yaml options, with these differences, all forced
+by the test machine (host network, no service names, the machine's own servers on the
+default ports):
 
 * ``--network host``; the demo's backend addresses, which compose.yaml writes as service
   names (``postgres:5432``, ``redis:6379``), point at the suite's private servers, with

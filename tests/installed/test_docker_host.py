@@ -1,13 +1,21 @@
 """compose.yaml's ``stackmon-host`` under a real Docker engine, compared with the host.
 
-The image is built from the Dockerfile (tests/helpers/docker.py; its base is a local
-stand-in for ``python:3.11.14-slim-bookworm``, see ``docker.base_image``). The container
-gets exactly the options compose.yaml gives ``stackmon-host`` (read from compose.yaml
-and interpolated as Compose does, with no variables set), translated into ``docker run``
-flags, plus one flag appended: ``--web.listen-address=127.0.0.1:<free port>`` (the last
-flag wins), because on the host network a fixed port may be taken and there is no
-bridge gateway (compose's default ``172.17.0.1``) on this machine; and, for the health
-check test, ``--health-interval=1s`` instead of the image's 30 s.
+The image is built from the Dockerfile (tests/helpers/docker.py). No registry serves
+images here, so its base, ``python:3.11.14-slim-bookworm``, is a local stand-in made from
+a Debian bookworm root (``docker.base_image`` has the details). It differs from the
+official image in: Debian's Python 3.11.2 in /usr, not 3.11.14 in /usr/local (``python``
+from python-is-python3); Debian's pip 23.0.1, setuptools 66.1 and wheel 0.38, installing
+into /usr/local/lib/python3.11/dist-packages (scripts still in /usr/local/bin); Debian's
+EXTERNALLY-MANAGED marker removed so that ``pip install`` works as there; pip trusting
+Debian's CA bundle (the machine's, for its proxy), not certifi's; a minbase root (apt,
+perl-base, ...) rather than the slim image's set; no PYTHON_VERSION/GPG_KEY variables.
+
+The container gets exactly the options compose.yaml gives ``stackmon-host`` (read from
+compose.yaml and interpolated as Compose does, with no variables set), translated into
+``docker run`` flags, plus one flag appended, ``--web.listen-address=127.0.0.1:<free
+port>`` (the last flag wins), because on the host network a fixed port may be taken and
+there is no bridge gateway (compose's default ``172.17.0.1``) on this machine; and, for
+the health check test, ``--health-interval=1s`` instead of the image's 30 s.
 
 The engine runs in its own mount namespace whose ``/`` is ``rshared``: this machine's
 ``/`` is a private mount, where Docker refuses compose's ``rslave`` bind of ``/``

@@ -10,8 +10,9 @@ default ports):
 
 * ``--network host``; the demo's backend addresses, which compose.yaml writes as service
   names (``postgres:5432``, ``redis:6379``), point at the suite's private servers, with
-  accounts that need the passwords from the mounted secrets (the demo's cache on Redis
-  DB 12, its broker on the suite's broker DB);
+  accounts that need the passwords from the mounted secrets; the demo's cache and broker
+  are DBs 12 and 13 of the suite's Redis (the ``broker_url`` fixture's DB 11 has the e2e
+  session's worker consuming the same default queue, which would take the demo's tasks);
 * gunicorn binds ``127.0.0.1:<free port>``: the image's CMD (read from the built image)
   with its ``--bind`` value replaced;
 * stackmon listens on ``127.0.0.1:<free port>`` (``STACKMON_WEB_LISTEN_ADDRESS``);
@@ -32,7 +33,7 @@ from tests.helpers.exporter import REPO, Samples, free_port, wait_for
 pytestmark = pytest.mark.skipif(docker.skip_reason() is not None,
                                 reason=f"Docker tests: {docker.skip_reason()}")
 
-CACHE_DB = 12
+CACHE_DB, BROKER_DB = 12, 13
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +51,13 @@ def images(engine: docker.Engine) -> dict[str, docker.Built]:
 
 
 @pytest.fixture(scope="module")
-def accounts(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str, redis_url: str,
-             broker_url: str) -> Iterator[docker.Accounts]:
-    with docker.accounts(pg_dsn, redis_url, broker_url,
+def accounts(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str, redis_url: str
+             ) -> Iterator[docker.Accounts]:
+    server = redis_url.rsplit("/", 1)[0]
+    with docker.accounts(pg_dsn, redis_url, f"{server}/{BROKER_DB}",
                          tmp_path_factory.mktemp("compose") / "secrets") as acc:
         yield acc
-    for url in (broker_url, redis_url.rsplit("/", 1)[0] + f"/{CACHE_DB}"):
+    for url in (f"{server}/{BROKER_DB}", f"{server}/{CACHE_DB}"):
         client = redis.Redis.from_url(url)
         client.flushdb()
         client.close()
@@ -145,7 +147,13 @@ def test_worker_tasks_are_counted_by_stackmon(stack: dict[str, docker.Container]
                 and total(s, "celery_task_failed_total",
                           {"name": "demo.fail", "exception": "DemoError"}) >= 1)
         return s if done else None
-    s = wait_for(counted, timeout=60, interval=0.5, what="the tasks to be counted")
+    try:
+        s = wait_for(counted, timeout=60, interval=0.5, what="the tasks to be counted")
+    except AssertionError as err:
+        tasks = "\n".join(line for line in stackmon.scrape().text.splitlines()
+                          if line.startswith("celery_task_"))
+        raise AssertionError(f"{err}\n{tasks}\nworker:\n{worker.logs()[-3000:]}\n"
+                             f"stackmon:\n{stackmon.logs()[-3000:]}") from None
     add = {"name": "demo.add", "queue_name": "celery"}
     assert total(s, "celery_task_sent_total", add) == 3
     for family in ("received", "started", "succeeded"):

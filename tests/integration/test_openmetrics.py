@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.core import Metric
-from prometheus_client.process_collector import ProcessCollector
 
 from exporter import cli
 from exporter.collectors.base import CollectorSet
 from exporter.http.exposition import render_openmetrics, render_text
+from exporter.process import ProcessMetrics
 from tests.helpers.celery import Worker, client_app, start_worker
 from tests.helpers.exporter import Exporter, start_exporter, wait_for
 from tests.helpers.openmetrics import (
@@ -107,7 +107,7 @@ def test_one_collection_gives_the_same_series_in_both_formats(
     cfg = cli.parse([f"--config.file={config}"], {})
     collectors, _ = cli.build_collectors(cfg)
     cs = CollectorSet(collectors, extras=[cli.build_info,
-                                          ProcessCollector(registry=None).collect])
+                                          ProcessMetrics().collect])
     try:
         def collected() -> list[Metric] | None:
             run_tasks(broker_url)

@@ -16,7 +16,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
-from prometheus_client.process_collector import ProcessCollector
 
 from exporter.collectors.base import bare_counter
 from exporter.collectors.postgres.view import add, untyped
@@ -26,6 +25,7 @@ from exporter.http.exposition import (
     render_openmetrics,
     render_text,
 )
+from exporter.process import ProcessMetrics
 from tests.helpers.openmetrics import (
     PROMETHEUS_ACCEPT,
     classic_series,
@@ -54,7 +54,7 @@ def families() -> list[Metric]:
     summary = SummaryMetricFamily("s_seconds", "Summary.", count_value=2, sum_value=1.0)
     frozen = freeze(GaugeMetricFamily("pg_settings_max_connections", "Max.", value=100))
     return [bare, empty_bare, counter, gauge, raw, hist, summary, frozen,
-            *ProcessCollector(registry=None).collect()]
+            *ProcessMetrics().collect()]
 
 
 def test_a_strict_parser_accepts_the_body() -> None:

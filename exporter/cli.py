@@ -19,13 +19,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__, logs, settings
 from exporter.collectors import COLLECTORS, all_setting_paths, defaults, enabled
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import App, make_server
 from exporter.http.webconfig import load_web_config
+from exporter.process import ProcessMetrics
 
 log = logging.getLogger("stackmon")
 
@@ -113,10 +113,20 @@ def build_collectors(cfg: settings.Config) -> tuple[list[Collector], dict[str, l
     return main, probes
 
 
+def healthcheck(argv: Sequence[str]) -> int:
+    """``stackmon healthcheck``: exporter/healthcheck.py (the image's HEALTHCHECK)."""
+    from exporter import healthcheck as check
+
+    return check.main(argv, dict(os.environ))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["healthcheck"]:
+        return healthcheck(args[1:])
     try:
-        cfg = parse(sys.argv[1:] if argv is None else argv, env)
+        cfg = parse(args, env)
         web = load_web_config(cfg.web.config_file)
     except settings.ConfigError as err:
         fail(str(err))
@@ -125,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         collectors, probe_collectors = build_collectors(cfg)
     except settings.ConfigError as err:
         fail(str(err))
-    process = ProcessCollector(registry=None)
+    process = ProcessMetrics()
     collector_set = CollectorSet(collectors, extras=[build_info, process.collect])
     probes = {name: CollectorSet(cs) for name, cs in probe_collectors.items()}
     app = App(collector_set, telemetry_path=cfg.web.telemetry_path,

@@ -48,6 +48,7 @@ from tests.helpers.exporter import (
     start_exporter,
     wait_for,
 )
+from tests.helpers.openmetrics import classic_series, openmetrics_series, scrape_openmetrics
 from tests.helpers.parity import Scrape, allowed, allowlist
 
 ANCHOR = "flower"
@@ -328,8 +329,13 @@ def test_same_families_labels_and_values_as_flower(rig: Rig) -> None:
                        "0.75", "1.0", "2.5", "5.0", "7.5", "10.0", "+Inf"}
     assert ours.values("flower_task_runtime_seconds_count")[frozenset(
         {("worker", rig.main.hostname), ("task", "stackmon.ok")})] == N_OK + 1
-    # Flower's names break no naming rule: promtool has nothing to say.
-    assert promtool_complaints(rig.stackmon.get()[2].decode()) == []
+    # Flower's names break no naming rule: promtool has nothing to say; and they are the
+    # same series in OpenMetrics (what Prometheus asks for first), strictly valid.
+    classic = rig.stackmon.get()[2].decode()
+    assert promtool_complaints(classic) == []
+    om = openmetrics_series(scrape_openmetrics(rig.stackmon, "/metrics", gzipped=False))
+    assert {k for k in om if k[0].startswith("flower_")} \
+        == {k for k in classic_series(classic) if k[0].startswith("flower_")}
 
 
 def query(url: str, promql: str, at: float) -> list[dict[str, Any]]:

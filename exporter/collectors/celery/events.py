@@ -157,6 +157,10 @@ class WorkerState:
         self.version = ""
 
 
+# How many ended tasks are remembered for their late events (~0.2 KB each).
+FINISHED_MEMORY = 4096
+
+
 class Task:
     """An in-flight task: its labels, when it was sent, and events held back."""
 
@@ -198,6 +202,10 @@ class EventState:
         self.wait_buckets = _buckets(settings.queue_wait_buckets)
         # In-flight tasks by id, oldest evicted first.
         self.tasks: OrderedDict[str, Task] = OrderedDict()
+        # Tasks that ended lately: an event may still come for one (a retried task's
+        # task-retried is sent after its retry was published, and a quick retry can end
+        # first), and is counted under the name and queue the task had.
+        self.finished: OrderedDict[str, Task] = OrderedDict()
         # (deadline, id) of tasks whose worker-side events wait for their task-sent.
         self.deferred: deque[tuple[float, str]] = deque()
         self.sent_seen = False  # the stream carries task-sent events
@@ -353,6 +361,10 @@ class EventState:
         uuid = event.get("uuid", "")
         task = self.tasks.get(uuid)
         if task is None:
+            late = self.finished.get(uuid)
+            if late is not None and slot != _RECEIVED:  # (a new delivery is a new task)
+                self._apply(late, slot, host, value)
+                return
             if self.sent_seen:
                 task = self._track(uuid, Task(self._name(event.get("name")), None, None))
                 self.deferred.append((self.clock() + DEFER_SECONDS, uuid))
@@ -367,7 +379,15 @@ class EventState:
         else:
             self._apply(task, slot, host, value)
             if final:
-                self.tasks.pop(uuid, None)
+                self._finish(uuid)
+
+    def _finish(self, uuid: str) -> None:
+        task = self.tasks.pop(uuid, None)
+        if task is not None:
+            finished = self.finished
+            finished[uuid] = task
+            if len(finished) > FINISHED_MEMORY:
+                finished.popitem(last=False)
 
     def _settle(self, uuid: str, task: Task, queue: str) -> None:
         task.queue = queue
@@ -375,7 +395,7 @@ class EventState:
             self._apply(task, slot, host, value)
         task.pending = []
         if task.done:
-            self.tasks.pop(uuid, None)
+            self._finish(uuid)
 
     def flush_deferred(self) -> None:
         """Count held-back events whose task-sent never came (queue from the task name)."""

@@ -54,7 +54,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from exporter.collectors.celery.events import OVERFLOW, EventState
+from exporter.collectors.celery.events import FINISHED_MEMORY, OVERFLOW, EventState
 
 # Distinct event types in flower_events_total: Celery's eight task events plus the custom
 # ones applications send (task-progress, ...); a type beyond this is "__other__".
@@ -115,6 +115,7 @@ class FlowerMetrics:
         self.types: set[str] = set()
         self.pairs: set[Pair] = set()
         self.tasks: OrderedDict[str, _Task] = OrderedDict()
+        self.finished: OrderedDict[str, _Task] = OrderedDict()  # ended lately (late events)
         self.events: dict[tuple[str, str, str], int] = {}  # (worker, type, task)
         self.runtime: dict[Pair, _Histogram] = {}
         self.prefetch_time: dict[Pair, float] = {}
@@ -190,7 +191,11 @@ class FlowerMetrics:
         if not nodename or not uuid:
             raise ValueError("task event without hostname or uuid")  # EventState: bad_event
         task = self.tasks.get(uuid)
-        if task is None:
+        if task is None and kind != "task-received" and uuid in self.finished:
+            # A late event of a task that ended (a retried task's task-retried after its
+            # quick retry succeeded): Celery's State, which Flower reads, still knows it.
+            task = self.finished[uuid]
+        elif task is None:
             task = self.tasks[uuid] = _Task()
             if len(self.tasks) > self.max_tracked_tasks:
                 self.tasks.popitem(last=False)
@@ -220,8 +225,11 @@ class FlowerMetrics:
         runtime = get("runtime")
         if runtime:
             self._observe(pair, float(runtime))
-        if kind in FINAL or (kind == "task-rejected" and not get("requeue")):
-            del self.tasks[uuid]
+        if (kind in FINAL or (kind == "task-rejected" and not get("requeue"))) \
+                and self.tasks.pop(uuid, None) is not None:
+            self.finished[uuid] = task
+            if len(self.finished) > FINISHED_MEMORY:
+                self.finished.popitem(last=False)
         # Flower leaves out tasks with an ETA (their wait at the worker is deliberate) and
         # tasks whose task-received it did not see.
         if task.eta or not task.received:

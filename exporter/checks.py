@@ -272,6 +272,7 @@ class Findings:
         self._started = 0.0  # time.monotonic() the last refresh started
         self._running = False
         self._lock = threading.Lock()
+        self._logged: dict[tuple[str, str, str], Status] = {}  # last status logged per check
 
     def collect(self) -> list[Metric]:
         self.maybe_refresh()
@@ -291,16 +292,25 @@ class Findings:
         try:
             found = diagnose(self.specs, self.sets, time.monotonic() + DIAGNOSE_SECONDS)
             self.findings, self.last_run = found, time.time()
-            bad = [f for f in found if f.status in (Status.MISSING, Status.BROKEN)]
-            for f in bad:
-                log.warning('collector=%s target="%s" check=%s status=%s msg="%s"',
-                            f.check.collector, f.target, f.check.name, f.status.value,
-                            f.detail)
+            self._log_changes(found)
         except Exception:  # a bug here must never reach a scrape
             log.exception('msg="diagnostics failed"')
         finally:
             with self._lock:
                 self._running = False
+
+    def _log_changes(self, found: list[Finding]) -> None:
+        """One line when a check's status changes (a known gap is not logged every run)."""
+        for f in found:
+            key = (f.check.collector, f.check.name, f.target)
+            before = self._logged.get(key)
+            self._logged[key] = f.status
+            if f.status is before or (before is None and f.status is Status.OK):
+                continue
+            level = (logging.WARNING if f.status in (Status.MISSING, Status.BROKEN)
+                     else logging.INFO)
+            log.log(level, 'collector=%s target="%s" check=%s status=%s msg="%s"',
+                    f.check.collector, f.target, f.check.name, f.status.value, f.detail)
 
     def metrics(self) -> list[Metric]:
         ok = GaugeMetricFamily(

@@ -255,7 +255,7 @@ def _rabbitmq(broker_url: str, conf_error: BaseException | None, receiver_cause:
     if conf_error is not None and logs.cause(conf_error) == "access_refused":
         refused.append("inspect (celery.pidbox, reply.celery.pidbox)")
     if not receiver_up and receiver_cause == "access_refused":
-        refused.append("the event receiver (celeryev)")
+        refused.append("the event receiver (celeryev, celery.pidbox)")
     if not refused:
         return RABBITMQ_PERMISSIONS_CHECK.finding(Status.OK, "nothing refused")
     vhost, user = rabbitmq_vhost_user(broker_url)

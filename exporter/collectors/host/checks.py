@@ -106,10 +106,25 @@ def nspid(procfs: str) -> list[str] | None:
     return None
 
 
+def unreachable(path: str) -> str | None:
+    """Why ``path`` is not a directory stackmon can enter, or None when it is."""
+    try:
+        if not os.path.isdir(os.path.realpath(path)) and os.path.exists(path):
+            return f"{path} is not a directory"
+        os.listdir(path)
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except PermissionError:
+        return f"{path} cannot be read by uid {os.getuid()} (permission denied)"
+    except OSError as err:
+        return f"{path} cannot be read ({err.strerror})"
+    return None
+
+
 def check_procfs(procfs: str, own_ns: str | None = None) -> Finding:
-    if not os.path.isdir(procfs):
-        return PROCFS.finding(Status.MISSING, f"{procfs} does not exist", cause="absent",
-                              procfs=procfs)
+    problem = unreachable(procfs)
+    if problem:
+        return PROCFS.finding(Status.MISSING, problem, cause="absent", procfs=procfs)
     levels = nspid(procfs)
     if levels is None:
         return PROCFS.finding(Status.MISSING, f"{procfs} is not a procfs (no self/status "
@@ -130,8 +145,9 @@ def check_procfs(procfs: str, own_ns: str | None = None) -> Finding:
 
 
 def check_rootfs(rootfs: str) -> Finding:
-    if not os.path.isdir(rootfs):
-        return ROOTFS.finding(Status.MISSING, f"--path.rootfs {rootfs} does not exist")
+    problem = unreachable(rootfs)
+    if problem:
+        return ROOTFS.finding(Status.MISSING, f"--path.rootfs {problem}")
     lacking = [m for m in ROOT_MARKS if not os.path.isdir(os.path.join(rootfs, m))]
     if not any(os.path.exists(os.path.join(rootfs, f)) for f in OS_RELEASE):
         lacking.append("etc/os-release")
@@ -160,10 +176,10 @@ def check_timex() -> Finding:
 
 
 def check_textfile(directories: tuple[str, ...]) -> Finding:
-    bad = [d for d in directories if not (os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK))]
+    problems = {d: unreachable(d) for d in directories}
+    bad = [d for d, problem in problems.items() if problem]
     if not bad:
         return TEXTFILE.finding(Status.OK, f"{', '.join(directories)} readable")
-    detail = "; ".join(f"{d} " + ("cannot be read" if os.path.isdir(d) else "does not exist")
-                       for d in bad)
+    detail = "; ".join(str(problems[d]) for d in bad)
     return TEXTFILE.finding(Status.MISSING, detail + ": node_textfile_scrape_error is 1 and "
                             "the files' metrics are missing", directories=" ".join(bad))

@@ -72,7 +72,6 @@ class HostCollector(Collector):
         self.filesystem = Filesystem(p, f, settings.filesystem_mount_points_exclude,
                                      settings.filesystem_fs_types_exclude,
                                      settings.filesystem_mount_timeout_seconds, statfs)
-        self.settings = settings
         self.textfile = Textfile(p, f, settings.textfile_directory)
         self.subcollectors: list[SubCollector] = [
             Arp(p, f), Conntrack(p, f), Cpu(p, f), Cpufreq(p, f),

@@ -195,16 +195,26 @@ AFFECTED_WIDTH = 44
 
 
 def affected_lines(check: Check, width: int = AFFECTED_WIDTH) -> list[str]:
-    """``families: a, b`` and ``panels: Cache / Slow log`` wrapped to ``width``."""
+    """``families: a, b`` and ``panels: Cache / Slow log``, wrapped to ``width`` between
+    items (a family or a panel is never split)."""
     lines: list[str] = []
     if check.families:
-        lines += textwrap.wrap("families: " + ", ".join(check.families), width,
-                               break_on_hyphens=False, break_long_words=False,
-                               subsequent_indent="  ")
+        lines += _wrap_items("families: ", list(check.families), ", ", width)
     if check.panels:
-        lines += textwrap.wrap("panels: " + "; ".join(check.panels), width,
-                               break_on_hyphens=False, break_long_words=False,
-                               subsequent_indent="  ")
+        lines += _wrap_items("panels: ", list(check.panels), "; ", width)
+    return lines
+
+
+def _wrap_items(first: str, items: list[str], sep: str, width: int) -> list[str]:
+    lines: list[str] = []
+    line = first
+    for i, item in enumerate(items):
+        text = item + (sep.rstrip() if i < len(items) - 1 else "")
+        if line.strip() and len(line) + len(text) > width:
+            lines.append(line.rstrip())
+            line = "  "
+        line += text + " "
+    lines.append(line.rstrip())
     return lines
 
 

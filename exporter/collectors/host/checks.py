@@ -60,8 +60,9 @@ TIMEX = Check(
               "node_timex_pps_error_total", "node_timex_pps_stability_exceeded_total",
               "node_timex_tai_offset_seconds", "node_timex_sync_status"),
     panels=("Overview / Clock offset", "Overview / Clock synchronised"),
-    fixes={"eperm": "systemctl edit stackmon  # add: [Service] ProtectClock=no  (its empty "
-                    "CapabilityBoundingSet= keeps the clock read-only)\n"
+    fixes={"eperm": "systemctl edit stackmon  # [Service] ProtectClock=no and "
+                    "SystemCallFilter=adjtimex clock_adjtime (reading only: the unit's empty "
+                    "CapabilityBoundingSet= leaves no CAP_SYS_TIME to set the clock)\n"
                     "# in a container: allow adjtimex and clock_adjtime in the seccomp "
                     "profile (Docker's default profile allows both)",
            "other": "# adjtimex(2) failed with {error}: see docs/host.md, Troubleshooting"})
@@ -158,11 +159,11 @@ def check_rootfs(rootfs: str) -> Finding:
 
 
 def check_timex() -> Finding:
-    call = timex.adjtimex_function()
+    call = timex.libc_adjtimex()
     if call is None:
         return TIMEX.finding(Status.MISSING, "the C library has no adjtimex",
                              cause="other", error="ENOSYS")
-    tx = timex.TimexStruct()
+    tx = timex._Timex()  # the struct the collector passes too
     if call(ctypes.byref(tx)) >= 0:  # modes = 0: reads the kernel's state, changes nothing
         return TIMEX.finding(Status.OK, "adjtimex(2) answers")
     code = ctypes.get_errno()

@@ -53,3 +53,20 @@ def test_config_renamed() -> None:
         right = check(server.port)
         assert right.code == 0 and right.status("redis", "config_get") == "ok", \
             right.explain()
+
+
+def test_wrong_password_is_broken_and_never_printed() -> None:
+    with redis_server("--requirepass", PASSWORD) as server:
+        secret = "Wr0ng-secret-xyz"
+        for text in (False, True):
+            run = run_check(["--no-collector.host"], {
+                "STACKMON_REDIS_URL": f"redis://:{secret}@127.0.0.1:{server.port}"}, text=text)
+            assert run.code == 1, run.stderr
+            assert secret not in run.stdout and secret not in run.stderr
+        found = check_json(server.port, secret).finding("redis", "collect")
+        assert found["status"] == "broken" and "authentication failed" in found["detail"]
+
+
+def check_json(port: int, password: str) -> CheckRun:
+    return run_check(["--no-collector.host"],
+                     {"STACKMON_REDIS_URL": f"redis://:{password}@127.0.0.1:{port}"})

@@ -117,14 +117,17 @@ CONF_KEYS = ("worker_send_task_events", "task_send_sent_event")
 
 def diagnose(collector: CeleryCollector, deadline: float) -> list[Finding]:
     settings = collector.settings
+    inspecting = settings.inspect_interval_seconds > 0  # 0: no broadcast at all, as asked
     conf, conf_error = _conf(collector, min(deadline, time.monotonic()
-                                            + settings.inspect_timeout_seconds + 2))
+                                            + settings.inspect_timeout_seconds + 2)) \
+        if inspecting else ({}, None)
     _watch(collector, deadline)
     receiver = collector.receiver
     evidence = collector.state.evidence()
     since = receiver.consuming_since
     watched = time.monotonic() - since if since is not None else 0.0
-    out = [_inspect(conf, conf_error, evidence),
+    out = [_inspect(conf, conf_error, evidence) if inspecting else INSPECT.finding(
+               Status.UNKNOWN, "not asked: celery.inspect_interval_seconds is 0"),
            _events(receiver.up, watched, receiver.last_error, receiver.last_cause, evidence,
                    conf),
            _task_events(evidence, conf, watched),

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__, logs, settings
 from exporter.checks import Findings
@@ -27,6 +26,7 @@ from exporter.collectors import COLLECTORS, all_setting_paths, defaults, enabled
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import App, make_server
 from exporter.http.webconfig import load_web_config
+from exporter.process import ProcessMetrics
 
 log = logging.getLogger("stackmon")
 
@@ -121,21 +121,27 @@ def build_collectors(cfg: settings.Config) -> tuple[list[Collector], dict[str, l
     return main, probes
 
 
-def subcommand(argv: Sequence[str]) -> int | None:
-    """``stackmon check ...`` (exporter/check_command.py); None: run the exporter."""
-    if argv[:1] == ["check"]:
-        from exporter import check_command
+def healthcheck(argv: Sequence[str]) -> int:
+    """``stackmon healthcheck``: exporter/healthcheck.py (the image's HEALTHCHECK)."""
+    from exporter import healthcheck as check
 
-        return check_command.main(argv[1:])
-    return None
+    return check.main(argv, dict(os.environ))
+
+
+def check(argv: Sequence[str]) -> int:
+    """``stackmon check``: exporter/check_command.py (what each backend lacks, the fix)."""
+    from exporter import check_command
+
+    return check_command.main(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    code = subcommand(args)
-    if code is not None:
-        return code
     env = dict(os.environ)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["healthcheck"]:
+        return healthcheck(args[1:])
+    if args[:1] == ["check"]:
+        return check(args[1:])
     try:
         cfg = parse(args, env)
         web = load_web_config(cfg.web.config_file)
@@ -146,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         collectors, probe_collectors = build_collectors(cfg)
     except settings.ConfigError as err:
         fail(str(err))
-    process = ProcessCollector(registry=None)
+    process = ProcessMetrics()
     # The findings of the collectors' diagnostics (exporter/checks.py): refreshed in the
     # background after a scrape, at most every checks.REFRESH_SECONDS.
     findings = Findings(enabled(cfg), [])

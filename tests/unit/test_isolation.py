@@ -82,13 +82,15 @@ def test_guard_sees_pytest_itself_connecting_and_stops_watching() -> None:
 def test_guard_sees_a_child_process_on_a_unix_socket(tmp_path: Path) -> None:
     """libpq without a host connects to /var/run/postgresql/.s.PGSQL.5432: the guard
     watches the servers' default Unix sockets as it watches their ports."""
-    path = str(tmp_path / ".s.PGSQL.5432")
+    # Not the real name: the session's own watcher would count this test's socket.
+    path = str(tmp_path / ".s.PGSQL.65432")
     with socket.socket(socket.AF_UNIX) as server, socket.socket(socket.AF_UNIX) as other:
         server.bind(path)
         server.listen(4)
         other.bind(str(tmp_path / "other.sock"))
         other.listen(4)
-        watcher = Watcher(ports=(), socket_paths=(), interval=0.05).start()
+        watcher = Watcher(ports=(), socket_names=(".s.PGSQL.65432",), socket_paths=(),
+                          interval=0.05).start()
         child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
             import socket, sys
             a = socket.socket(socket.AF_UNIX); a.connect({path!r})

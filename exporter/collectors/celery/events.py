@@ -42,6 +42,7 @@ import time
 from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -147,13 +148,18 @@ def eta_timestamp(event: dict[str, Any]) -> float | None:
 class WorkerState:
     """What the events told us about one worker (one Celery node)."""
 
-    __slots__ = ("active", "last_seen", "online", "processed", "version")
+    __slots__ = ("active", "first_processed", "last_seen", "online", "processed",
+                 "task_events", "version")
 
     def __init__(self, now: float) -> None:
         self.last_seen = now  # time.monotonic() of the last event from this worker
         self.online = True  # False after worker-offline
         self.active: float | None = None  # from heartbeats
         self.processed: float | None = None
+        # For the diagnostics (checks.py): tasks the worker processed while we listened
+        # (heartbeats' count since the first one seen) against the task events it sent.
+        self.first_processed: float | None = None
+        self.task_events = 0
         self.version = ""
 
 
@@ -187,6 +193,19 @@ class _Histogram:
 
 def _buckets(texts: Sequence[str]) -> list[float]:
     return [float(t) for t in texts]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the event stream showed since the receiver started (checks.py decides on it).
+
+    ``workers``: node name -> (task events it sent, tasks its heartbeats say it processed
+    since the first heartbeat seen).
+    """
+
+    workers: dict[str, tuple[int, float]]
+    sent_seen: bool  # any task-sent event
+    events_total: int
 
 
 class EventState:
@@ -356,7 +375,9 @@ class EventState:
         to DEFER_SECONDS until its task-sent arrives.
         """
         nodename = event.get("hostname")
-        self._seen(nodename)
+        worker = self._seen(nodename)
+        if worker is not None:
+            worker.task_events += 1
         host = self._task_host(nodename)
         uuid = event.get("uuid", "")
         task = self.tasks.get(uuid)
@@ -458,6 +479,8 @@ class EventState:
             worker.active = float(event["active"])
         if "processed" in event:
             worker.processed = float(event["processed"])
+            if worker.first_processed is None:
+                worker.first_processed = worker.processed
         version = event.get("sw_ver")
         if version:
             worker.version = str(version)
@@ -510,6 +533,13 @@ class EventState:
         """Hostname labels of the workers the events know."""
         with self.lock:
             return {node_host(n) for n in self.workers}
+
+    def evidence(self) -> Evidence:
+        """What the stream showed so far, for the diagnostics (checks.py)."""
+        with self.lock:
+            workers = {node: (w.task_events, (w.processed or 0.0) - (w.first_processed or 0.0))
+                       for node, w in self.workers.items() if w.online}
+            return Evidence(workers, self.sent_seen, self.events_total)
 
     def worker_versions(self) -> list[str]:
         with self.lock:
@@ -640,6 +670,9 @@ class EventReceiverThread:
         self.up = False
         self.restarts = 0  # reconnects after a failure, and thread restarts
         self.last_error = ""
+        self.last_cause = ""  # logs.cause() of the last failure: "access_refused", ...
+        # time.monotonic() the current consume began (None: not consuming), for checks.py
+        self.consuming_since: float | None = None
         self._stop = threading.Event()
         self._receiver: Any = None
         self._thread: threading.Thread | None = None
@@ -691,7 +724,7 @@ class EventReceiverThread:
                 self.last_error = type(err).__name__
                 # Name the real cause: a missing module or a refused permission is not
                 # a lost broker, and retrying will not fix it by itself.
-                kind = logs.cause(err)
+                kind = self.last_cause = logs.cause(err)
                 what = ("event receiver lost the broker; reconnecting"
                         if kind in ("unreachable", "timeout") else
                         "event receiver failed; retrying")
@@ -700,9 +733,11 @@ class EventReceiverThread:
                                       exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             except BaseException:
                 self.up = False
+                self.consuming_since = None
                 log.exception('collector=celery msg="event receiver thread failed"')
                 raise
             self.up = False
+            self.consuming_since = None
             if self._stop.is_set():
                 break
             self.restarts += 1
@@ -723,7 +758,7 @@ class EventReceiverThread:
                                  **kwargs: Any) -> None:
                 self.broker_conn = connection
                 thread.up = True
-                self.consuming_since = time.monotonic()
+                self.consuming_since = thread.consuming_since = time.monotonic()
                 if not thread._failures.failing(RECEIVER_KEY):  # else "recovered" later
                     log.info('collector=celery msg="event receiver consuming"')
                 if thread.settings.enable_events_at_start:

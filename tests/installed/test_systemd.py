@@ -394,10 +394,14 @@ def test_filtered_call_fails_only_its_subcollector(service: nspawn.Booted) -> No
         assert metrics.get("stackmon_scrape_collector_success", collector="host") == 1
         assert not metrics.has("node_timex_sync_status")
     assert show(service, "MainPID", "NRestarts") == {"MainPID": main_pid, "NRestarts": "0"}
-    timex = [line for line in journal(service, since, own=True) if "timex" in line]
+    lines = journal(service, since, own=True)
+    timex = [line for line in lines if "subcollector=timex" in line]
     assert len(timex) == 1, timex
     record = logfmt.check_record(timex[0])
     assert record["level"] == "warning" and "seccomp" in record["err"], record
+    # and `stackmon check`'s finding says the same once, with its fix
+    finding = [logfmt.check_record(line) for line in lines if "check=timex" in line]
+    assert [f["status"] for f in finding] == ["missing"], lines
 
 
 # --- passwords as credentials ----------------------------------------------------------
@@ -407,8 +411,9 @@ def servers(box: nspawn.Booted) -> dict[str, str]:
     """PostgreSQL and Redis inside the container, with passwords; the URLs stackmon uses."""
     pg_password, redis_password = secrets.token_hex(12), secrets.token_hex(12)
     version = box.run("ls", "/usr/lib/postgresql").stdout.split()[-1]  # 15 on bookworm
-    box.run("pg_createcluster", "-p", str(PG_PORT), version, "main", "--start", "--",
-            "--no-sync", timeout=120)
+    # track_io_timing on, as docs/postgres.md and `stackmon check` ask
+    box.run("pg_createcluster", "-p", str(PG_PORT), "-o", "track_io_timing=on", version,
+            "main", "--start", "--", "--no-sync", timeout=120)
     box.run("runuser", "-u", "postgres", "--", "psql", "-p", str(PG_PORT), "-X", "-q",
             "-v", "ON_ERROR_STOP=1", input=monitoring_role_sql(pg_password))
     admin = secrets.token_hex(12)

@@ -209,6 +209,21 @@ def test_procfs_of_our_own_namespace_in_a_container_is_missing() -> None:
     assert host_checks.check_procfs("/nonexistent").status is Status.MISSING
 
 
+@pytest.mark.parametrize(("init", "status"), [
+    ("systemd", Status.OK),  # systemd-nspawn -b, LXC: an OS whose /proc is the machine
+    ("stackmon", Status.MISSING),  # docker run: the exporter is PID 1
+    ("docker-init", Status.MISSING),  # docker run --init
+])
+def test_procfs_of_a_system_container_is_that_system(tmp_path: Path, init: str,
+                                                     status: Status) -> None:
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text("Name:\tstackmon\nNSpid:\t42\n")
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "comm").write_text(init + "\n")
+    found = host_checks.check_procfs(str(tmp_path), own_ns="pid:[4026532177]")
+    assert found.status is status, found
+
+
 # -- the running exporter's findings ---------------------------------------------------
 
 

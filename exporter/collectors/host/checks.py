@@ -107,6 +107,20 @@ def nspid(procfs: str) -> list[str] | None:
     return None
 
 
+# PID 1 of an operating system, as opposed to an application container's process
+# (stackmon itself, docker-init/tini, a shell).
+SYSTEM_INITS = frozenset({"systemd", "init", "openrc-init", "runit", "s6-svscan"})
+
+
+def pid1_name(procfs: str) -> str:
+    """The command name of PID 1 of ``procfs``'s namespace ("" when unreadable)."""
+    try:
+        with open(os.path.join(procfs, "1", "comm"), encoding="ascii", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
 def unreachable(path: str) -> str | None:
     """Why ``path`` is not a directory stackmon can enter, or None when it is."""
     try:
@@ -139,6 +153,12 @@ def check_procfs(procfs: str, own_ns: str | None = None) -> Finding:
                               f"{procfs} shows it")
     if own is None:
         return PROCFS.finding(Status.UNKNOWN, "cannot read /proc/self/ns/pid")
+    init = pid1_name(procfs)
+    if init in SYSTEM_INITS:
+        # A system container (systemd-nspawn -b, LXC) runs an OS of its own: its /proc is
+        # the machine stackmon is there to watch, as on a VM.
+        return PROCFS.finding(Status.OK, f"stackmon runs in a system container (PID 1 is "
+                              f"{init}) and {procfs} shows that system")
     return PROCFS.finding(
         Status.MISSING, f"stackmon runs in a PID namespace of its own ({own}, a container) "
         f"and {procfs} is that namespace's procfs, not the host's: the container's mounts "

@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
+import functools
 import json
 import os
 import platform
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +55,6 @@ sys.path.insert(0, str(REPO))
 from bench.scale import (  # noqa: E402 - after the path fix, for `python bench/floor.py`
     Exporter,
     Scraper,
-    free_port,
     pg_cluster,
     postgres_exporter,
     process_cpu_seconds,
@@ -64,7 +62,6 @@ from bench.scale import (  # noqa: E402 - after the path fix, for `python bench/
     redis_servers,
     rss_mb,
     series,
-    wait,
 )
 
 RESULTS = REPO / "bench" / "results"
@@ -411,8 +408,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             with running([lambda g=group: stackmon_for(g, dsn, url, code),
                           *(anchors[a] for a in ANCHORS[group])]) as exps:
                 reply = http_reply(exps[0].port)
-                with running([lambda g=group: floor_for(g, dsn, url, reply),
-                              lambda: floor_for("serve", dsn, url, reply)]) as floors:
+                floors_of = [functools.partial(floor_for, group, dsn, url, reply),
+                             functools.partial(floor_for, "serve", dsn, url, reply)]
+                with running(floors_of) as floors:
                     targets = [*floors, *exps]
                     for r in range(args.rounds):
                         order = targets[r % len(targets):] + targets[:r % len(targets)]
@@ -431,36 +429,38 @@ def show(group: str, r: int, figures: dict[str, dict[str, float]]) -> None:
           flush=True)
 
 
+def _group_row(group: str, rounds: list[dict[str, dict[str, float]]]) -> str:
+    anchors = ANCHORS[group]
+    floor_name, stack_name = f"floor-{group}", f"stackmon-{group}"
+
+    def cpu(r: dict[str, dict[str, float]], names: Sequence[str]) -> float:
+        return sum(r[n]["cpu_ms"] for n in names)
+
+    def med(fn: Callable[[dict[str, dict[str, float]]], float]) -> float:
+        return statistics.median(fn(r) for r in rounds)
+
+    floor = med(lambda r: cpu(r, [floor_name]))
+    write = med(lambda r: cpu(r, ["floor-serve"]))
+    stack = med(lambda r: cpu(r, [stack_name]))
+    anchor = med(lambda r: cpu(r, anchors))
+    s_mult = med(lambda r: cpu(r, [stack_name]) / cpu(r, [floor_name]))
+    a_mult = med(lambda r: cpu(r, anchors) / cpu(r, [floor_name]))
+    ratio = med(lambda r: cpu(r, [stack_name]) / cpu(r, anchors))
+    last = rounds[-1]
+    a_series = sum(last[a]["series"] for a in anchors)
+    label = group if group != "all" else "host + postgres + redis"
+    return (f"| {label} | {floor:.2f} | {write:.2f} | {stack:.2f} | {s_mult:.1f}x | "
+            f"{anchor:.2f} | {a_mult:.1f}x | {ratio:.2f} | "
+            f"{last[stack_name]['series']:.0f} / {a_series:.0f} |")
+
+
 def summary(doc: dict[str, Any]) -> str:
     """The markdown table: medians over rounds, multiples of the same round's floor."""
     lines = ["| collector | floor: work + write, CPU ms | of which writing the bytes | "
              "stackmon CPU ms | stackmon / floor | anchor(s) CPU ms | anchor(s) / floor | "
              "stackmon / anchor(s) | series stackmon / anchor(s) |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for group, rounds in doc["rounds"].items():
-        if not rounds:
-            continue
-        anchors = ANCHORS[group]
-
-        def med(fn: Callable[[dict[str, dict[str, float]]], float],
-                rounds: list[dict[str, dict[str, float]]] = rounds) -> float:
-            return statistics.median(fn(r) for r in rounds)
-
-        floor = med(lambda r: r[f"floor-{group}"]["cpu_ms"])
-        write = med(lambda r: r["floor-serve"]["cpu_ms"])
-        stack = med(lambda r: r[f"stackmon-{group}"]["cpu_ms"])
-        anchor = med(lambda r: sum(r[a]["cpu_ms"] for a in anchors))
-        s_mult = med(lambda r: r[f"stackmon-{group}"]["cpu_ms"] / r[f"floor-{group}"]["cpu_ms"])
-        a_mult = med(lambda r: sum(r[a]["cpu_ms"] for a in anchors)
-                     / r[f"floor-{group}"]["cpu_ms"])
-        ratio = med(lambda r: r[f"stackmon-{group}"]["cpu_ms"]
-                    / sum(r[a]["cpu_ms"] for a in anchors))
-        last = rounds[-1]
-        a_series = sum(last[a]["series"] for a in anchors)
-        label = group if group != "all" else "host + postgres + redis"
-        lines.append(f"| {label} | {floor:.2f} | {write:.2f} | {stack:.2f} | {s_mult:.1f}× | "
-                     f"{anchor:.2f} | {a_mult:.1f}× | {ratio:.2f} | "
-                     f"{last[f'stackmon-{group}']['series']:.0f} / {a_series:.0f} |")
+    lines += [_group_row(group, rounds) for group, rounds in doc["rounds"].items() if rounds]
     return "\n".join(lines)
 
 

@@ -18,14 +18,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.process_collector import ProcessCollector
-
 from exporter import __version__, logs, settings
 from exporter.collectors import COLLECTORS, all_setting_paths, defaults, enabled
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import App, make_server
 from exporter.http.webconfig import load_web_config
+from exporter.metrics import GaugeMetricFamily, Metric
+from exporter.process import ProcessMetrics
 
 log = logging.getLogger("stackmon")
 
@@ -125,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         collectors, probe_collectors = build_collectors(cfg)
     except settings.ConfigError as err:
         fail(str(err))
-    process = ProcessCollector(registry=None)
+    process = ProcessMetrics()
     collector_set = CollectorSet(collectors, extras=[build_info, process.collect])
     probes = {name: CollectorSet(cs) for name, cs in probe_collectors.items()}
     app = App(collector_set, telemetry_path=cfg.web.telemetry_path,

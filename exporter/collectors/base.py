@@ -28,9 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter import logs
+from exporter.metrics import GaugeMetricFamily, Metric
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors")
@@ -399,5 +398,5 @@ def bare_counter(name: str, help_text: str, labels: Sequence[str] = ()) -> Metri
     """
     family = Metric(name, help_text, "counter")
     family.name = _BareName(name)
-    family._labelnames = tuple(labels)  # type: ignore[attr-defined]
+    family._labelnames = tuple(labels)
     return family

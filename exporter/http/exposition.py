@@ -3,10 +3,12 @@
 prometheus_client's ``generate_latest`` checks and escapes every metric and label name
 for UTF-8 names on every sample (about 3.7 µs a sample here, half the CPU of a
 PostgreSQL scrape with its ~300 settings); our names are fixed identifiers, so this
-writes each family with plain string joins and gives the same bytes.  Families using
-OpenMetrics-only features (``_created`` samples, info/stateset types, timestamps) are
-handed to prometheus_client's encoder unchanged.  tests/unit/test_exposition.py checks
-the output equals ``generate_latest``'s on a full scrape.
+writes each family with plain string joins and gives the same bytes.  A label set's text
+(``{a="x",b="y"}``) is kept between scrapes, since the same series come back every
+time.  Families using OpenMetrics-only features (``_created`` samples, info/stateset
+types, timestamps) are handed to prometheus_client's encoder unchanged (imported then,
+not at start: it loads ``ssl``).  tests/unit/test_exposition.py checks the output equals
+``generate_latest``'s on a full scrape.
 
 Sample output::
 
@@ -17,18 +19,20 @@ Sample output::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import cast
+from collections.abc import Iterable
 
-from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.utils import floatToGoString
+from exporter.metrics import Metric, go_float
 
 FAST_TYPES = {"counter": "counter", "gauge": "gauge", "unknown": "untyped",
               "histogram": "histogram", "summary": "summary"}
 OM_SUFFIXES = ("_created", "_gsum", "_gcount")
 RENDERED = "stackmon_rendered_text"  # attribute freeze() sets on a family
-number = cast(Callable[[float], str], floatToGoString)  # Go's float formatting, like Prometheus
+number = go_float  # Go's float formatting, like Prometheus
+# Label sets rendered so far, by their (name, value) pairs in the family's order.  Bounded:
+# beyond this many distinct sets it starts over, so a huge or churning output costs what
+# it did without the cache.
+LABEL_CACHE_SIZE = 20_000
+_label_text: dict[tuple[tuple[str, str], ...], str] = {}
 
 
 class _One:
@@ -47,26 +51,46 @@ def _label_value(value: str) -> str:
     return value
 
 
-def _simple(family: Metric) -> bool:
-    return family.type in FAST_TYPES and not any(
-        s.timestamp is not None or s.name.endswith(OM_SUFFIXES) for s in family.samples)
+def _labels(items: tuple[tuple[str, str], ...]) -> str:
+    text = _label_text.get(items)
+    if text is None:
+        if len(_label_text) >= LABEL_CACHE_SIZE:
+            _label_text.clear()
+        text = _label_text[items] = "{" + ",".join(
+            f'{k}="{_label_value(v)}"' for k, v in sorted(items)) + "}"
+    return text
+
+
+def _fallback(family: Metric) -> str:
+    from prometheus_client.exposition import generate_latest
+
+    return generate_latest(_One(family)).decode()  # type: ignore[arg-type]
 
 
 def render_family(family: Metric) -> str:
     """One family in the text format."""
-    if not _simple(family):
-        return generate_latest(_One(family)).decode()
+    kind = FAST_TYPES.get(family.type)
+    if kind is None:
+        return _fallback(family)
     name = family.name
     if family.type == "counter":
         name = name + "_total"  # a postgres_exporter counter's name keeps its own
     help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-    out = [f"# HELP {name} {help_text}\n# TYPE {name} {FAST_TYPES[family.type]}\n"]
+    out = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
+    append = out.append
+    labels_of = _label_text.get
     for s in family.samples:
+        sname, value = s.name, s.value
+        if s.timestamp is not None or sname.endswith(OM_SUFFIXES):
+            return _fallback(family)
+        # repr() is Go's format for floats below 1e6 (go_float for the rest, NaN, ints).
+        text = repr(value) if value.__class__ is float and -1e300 < value < 1e6 else \
+            number(value)
         if s.labels:
-            labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(s.labels.items()))
-            out.append(f"{s.name}{{{labels}}} {number(s.value)}\n")
+            items = tuple(s.labels.items())
+            append(f"{sname}{labels_of(items) or _labels(items)} {text}\n")
         else:
-            out.append(f"{s.name} {number(s.value)}\n")
+            append(f"{sname} {text}\n")
     return "".join(out)
 
 

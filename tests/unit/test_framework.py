@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import scrape_deadline
+from exporter.metrics import GaugeMetricFamily, Metric
 
 
 class Fake(Collector):

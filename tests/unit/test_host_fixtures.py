@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
 from exporter.collectors.host.collector import HostCollector
 from exporter.collectors.host.common import Paths
 from exporter.collectors.host.settings import HostSettings
+from exporter.metrics import Metric
 from tests.helpers.exporter import Samples, exporter_fixture
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "host"

@@ -45,16 +45,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from prometheus_client.core import (
+from exporter import logs
+from exporter.collectors.celery.settings import CelerySettings
+from exporter.metrics import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    go_float,
 )
-from prometheus_client.utils import floatToGoString
-
-from exporter import logs
-from exporter.collectors.celery.settings import CelerySettings
 
 log = logging.getLogger("stackmon.collectors.celery")
 
@@ -596,7 +595,7 @@ def _task_counters(counters: Sequence[tuple[TaskKey, list[int]]],
 def _histogram(name: str, doc: str, buckets: list[float],
                rows: Sequence[tuple[TaskKey, list[int], float]]) -> Metric:
     family = HistogramMetricFamily(name, doc, labels=TASK_LABELS)
-    bounds = [str(floatToGoString(b)) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+    bounds = [go_float(b) for b in buckets] + ["+Inf"]
     for (task, queue, host), counts, total in sorted(rows):
         cumulative, acc = [], 0
         for bound, n in zip(bounds, counts, strict=True):

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
+from exporter.metrics import Metric, Sample
 
 Labels = dict[str, str]
 NO_LABELS: Labels = {}

@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import NoData, SubCollector, add, family
+from exporter.metrics import Metric
 
 FILES = ("/etc/os-release", "/usr/lib/os-release")
 INFO_LABELS = ("build_id", "id", "id_like", "image_id", "image_version", "name",

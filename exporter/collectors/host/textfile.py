@@ -12,9 +12,8 @@ node-mixin's NodeTextFileCollectorScrapeError alert query it.
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, single
+from exporter.metrics import Metric
 
 
 class Textfile(SubCollector):

@@ -18,9 +18,8 @@ import ctypes.util
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import NoData, SubCollector, single
+from exporter.metrics import Metric
 
 TIME_ERROR = 5  # clock not synchronised
 STA_NANO = 0x2000

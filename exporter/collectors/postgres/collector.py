@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import psycopg
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -57,6 +56,7 @@ from exporter.collectors.postgres.settings import PostgresSettings
 from exporter.collectors.postgres.view import PreparedQuery, Results, Rows, ServerInfo
 from exporter.errors import SettingError
 from exporter.http.exposition import freeze
+from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from exporter.secrets import read_secret_file
 from exporter.settings import ScrapeSettings
 

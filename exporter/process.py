@@ -1,0 +1,78 @@
+"""The exporter's own ``process_*`` metrics, as prometheus_client's ProcessCollector
+writes them (same names, HELP and order), read with plain system calls.
+
+prometheus_client's collector would load its whole package (and ``ssl``) into a host-only
+exporter, and reads /proc/self/limits on every scrape for a limit that ``getrlimit`` gives.
+
+Sample output::
+
+    process_virtual_memory_bytes 1.2e+08
+    process_resident_memory_bytes 2.3e+07
+    process_start_time_seconds 1.79e+09
+    process_cpu_seconds_total 1.5
+    process_open_fds 9.0
+    process_max_fds 1024.0
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+
+
+class ProcessMetrics:
+    """``collect()`` returns this process's families; empty without a readable /proc."""
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self._stat = os.path.join(proc, "self", "stat")
+        self._fd = os.path.join(proc, "self", "fd")
+        self._ticks = float(os.sysconf("SC_CLK_TCK"))
+        self._pagesize = float(resource.getpagesize())
+        self._btime = 0.0
+        try:
+            with open(os.path.join(proc, "stat"), "rb") as stat:
+                for line in stat:
+                    if line.startswith(b"btime "):
+                        self._btime = float(line.split()[1])
+        except OSError:
+            pass
+
+    def collect(self) -> list[Metric]:
+        if not self._btime:
+            return []
+        result: list[Metric] = []
+        try:
+            fd = os.open(self._stat, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                parts = os.read(fd, 4096).split(b")")[-1].split()
+            finally:
+                os.close(fd)
+            result += [
+                GaugeMetricFamily("process_virtual_memory_bytes",
+                                  "Virtual memory size in bytes.", value=float(parts[20])),
+                GaugeMetricFamily("process_resident_memory_bytes",
+                                  "Resident memory size in bytes.",
+                                  value=float(parts[21]) * self._pagesize),
+                GaugeMetricFamily("process_start_time_seconds",
+                                  "Start time of the process since unix epoch in seconds.",
+                                  value=float(parts[19]) / self._ticks + self._btime),
+                CounterMetricFamily("process_cpu_seconds_total",
+                                    "Total user and system CPU time spent in seconds.",
+                                    value=(float(parts[11]) + float(parts[12])) / self._ticks),
+            ]
+        except OSError:
+            pass
+        try:
+            open_fds = len(os.listdir(self._fd))
+        except OSError:
+            return result
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        result.append(GaugeMetricFamily("process_open_fds", "Number of open file descriptors.",
+                                        value=float(open_fds)))
+        if soft != resource.RLIM_INFINITY:
+            result.append(GaugeMetricFamily("process_max_fds",
+                                            "Maximum number of open file descriptors.",
+                                            value=float(soft)))
+        return result

@@ -175,7 +175,7 @@ class ParallelRunner(Generic[T]):
         self._busy: set[str] = set()
         self._lock = threading.Lock()
         # key -> the queue its long-lived thread takes calls from (keep_threads only)
-        self._workers: dict[str, queue.SimpleQueue[_Job[T]]] = {}
+        self._workers: dict[str, queue.SimpleQueue[_Job[T] | None]] = {}
 
     def busy(self, key: str) -> bool:
         with self._lock:
@@ -209,7 +209,7 @@ class ParallelRunner(Generic[T]):
                 CallState.TIMEOUT, duration=time.monotonic() - started)
         return outcomes
 
-    def _worker(self, key: str) -> queue.SimpleQueue[_Job[T]]:
+    def _worker(self, key: str) -> queue.SimpleQueue[_Job[T] | None]:
         jobs = self._workers.get(key)
         if jobs is None:
             jobs = self._workers[key] = queue.SimpleQueue()
@@ -217,9 +217,16 @@ class ParallelRunner(Generic[T]):
                              daemon=True).start()
         return jobs
 
-    def _serve(self, jobs: queue.SimpleQueue[_Job[T]]) -> None:
-        while True:
-            self._call(jobs.get())
+    def _serve(self, jobs: queue.SimpleQueue[_Job[T] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            self._call(job)
+
+    def close(self) -> None:
+        """End the kept threads once their current call (if any) returns."""
+        with self._lock:
+            workers, self._workers = self._workers, {}
+        for jobs in workers.values():
+            jobs.put(None)
 
     def _call(self, job: _Job[T]) -> None:
         key, call, round_ = job
@@ -419,6 +426,7 @@ class CollectorSet:
             state.last_error = ""
 
     def close(self) -> None:
+        self._runner.close()
         for collector in self.collectors:
             try:
                 collector.close()

@@ -1,0 +1,80 @@
+"""What a host-only exporter loads: bench/RESULTS.md ("Memory") measured each import.
+
+prometheus_client (its package import loads its HTTP exposition, urllib and ssl: 12 MB),
+ssl itself (5 MB), hashlib's OpenSSL (3.7 MB), importlib.metadata (4.6 MB) and PyYAML
+(1.7 MB) must stay out of a process that serves host metrics without TLS, auth or a
+config file; each is loaded when a feature needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.helpers.exporter import REPO
+
+PROBE = """
+import json, sys
+from exporter import cli
+from exporter.collectors.host.collector import HostCollector
+from exporter.collectors.host.settings import HostSettings
+from exporter.collectors.base import CollectorSet
+from exporter.http.server import App
+from exporter.process import ProcessMetrics
+app = App(CollectorSet([HostCollector(HostSettings())], extras=[ProcessMetrics().collect]))
+body = app({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "HTTP_ACCEPT_ENCODING": "gzip"},
+           lambda *a: None)
+ssl = sys.modules.get("ssl")
+print(json.dumps({"modules": sorted(sys.modules), "ssl": type(ssl).__name__ if ssl else None,
+                  "bytes": len(b"".join(body))}))
+"""
+
+
+def probe(code: str = PROBE) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=60, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_host_scrape_loads_no_heavy_module() -> None:
+    seen = probe()
+    modules = set(seen["modules"])  # type: ignore[arg-type]
+    assert seen["bytes"] > 1000
+    heavy = {"prometheus_client", "_ssl", "_hashlib", "yaml", "importlib.metadata",
+             "urllib.request", "psycopg", "redis", "celery"}
+    assert not heavy & modules, heavy & modules
+    assert seen["ssl"] == "_DeferredModule"  # http.client imported it; nothing used it
+
+
+def test_deferred_ssl_loads_on_first_use() -> None:
+    seen = probe("""
+import json, sys
+import exporter, http.client
+import ssl
+ctx = ssl.create_default_context()
+from ssl import SSLContext
+print(json.dumps({"modules": [], "ssl": type(sys.modules["ssl"]).__name__,
+                  "same": isinstance(ctx, SSLContext) and isinstance(ctx, ssl.SSLContext),
+                  "bytes": 0}))
+""")
+    assert seen["ssl"] == "module"
+    assert seen["same"] is True
+
+
+def test_process_metrics_match_prometheus_client() -> None:
+    """Same families, HELP, types and order as prometheus_client's ProcessCollector."""
+    from prometheus_client.process_collector import ProcessCollector
+
+    from exporter.process import ProcessMetrics
+
+    mine = ProcessMetrics().collect()
+    theirs = list(ProcessCollector(registry=None).collect())
+    assert [(m.name, m.documentation, m.type) for m in mine] == \
+        [(m.name, m.documentation, m.type) for m in theirs]
+    values = {m.name: m.samples[0].value for m in mine}
+    ref = {m.name: m.samples[0].value for m in theirs}
+    for name in ("process_start_time_seconds", "process_max_fds"):
+        assert values[name] == ref[name]
+    assert abs(values["process_resident_memory_bytes"] - ref["process_resident_memory_bytes"]) \
+        < 20e6

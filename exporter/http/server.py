@@ -234,6 +234,9 @@ class App:
 
 class _ServerHandler(ServerHandler):
     http_version = "1.1"  # every response has a Content-Length, so keep-alive is safe
+    # wsgiref starts every request's environ from a copy of the process environment (CGI
+    # style); nothing here reads it, and a container's environment makes that copy large.
+    os_environ: dict[str, str] = {}
 
 
 class _ResponseBuffer:

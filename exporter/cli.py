@@ -24,7 +24,7 @@ from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import App, make_server
 from exporter.http.webconfig import load_web_config
 from exporter.metrics import GaugeMetricFamily, Metric
-from exporter.process import ProcessMetrics
+from exporter.process import ProcessMetrics, limit_malloc_arenas
 
 log = logging.getLogger("stackmon")
 
@@ -113,6 +113,7 @@ def build_collectors(cfg: settings.Config) -> tuple[list[Collector], dict[str, l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread starts
     env = dict(os.environ)
     try:
         cfg = parse(sys.argv[1:] if argv is None else argv, env)

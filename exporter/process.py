@@ -22,6 +22,27 @@ import resource
 from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
+M_ARENA_MAX = -8  # glibc's malloc.h
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """At most ``arenas`` glibc malloc arenas, as ``MALLOC_ARENA_MAX`` would (unless that
+    is set: then it is the user's choice).  glibc gives each thread that allocates an arena
+    of its own; with the HTTP server's thread per connection, eight concurrent scrapers
+    left the all-in-one exporter 2.5 MB larger (bench/RESULTS.md, "Memory").  Python holds
+    the GIL for its allocations, so the threads hardly ever wait for an arena.  False
+    where there is no glibc (musl has no mallopt)."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 class ProcessMetrics:
     """``collect()`` returns this process's families; empty without a readable /proc."""
 

@@ -78,3 +78,20 @@ def test_process_metrics_match_prometheus_client() -> None:
         assert values[name] == ref[name]
     assert abs(values["process_resident_memory_bytes"] - ref["process_resident_memory_bytes"]) \
         < 20e6
+
+
+def test_malloc_arenas_limited_unless_the_user_chose() -> None:
+    from exporter import process
+
+    seen = probe("""
+import json, os
+os.environ.pop("MALLOC_ARENA_MAX", None)
+from exporter.process import limit_malloc_arenas
+first = limit_malloc_arenas()
+os.environ["MALLOC_ARENA_MAX"] = "4"
+print(json.dumps({"modules": [], "ssl": None, "bytes": 0, "set": first,
+                  "user": limit_malloc_arenas()}))
+""")
+    assert seen["set"] is True  # glibc (Debian)
+    assert seen["user"] is False
+    assert process.MALLOC_ARENAS == 2

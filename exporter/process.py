@@ -21,7 +21,6 @@ import resource
 
 from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
-
 M_ARENA_MAX = -8  # glibc's malloc.h
 MALLOC_ARENAS = 2
 

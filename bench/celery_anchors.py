@@ -26,8 +26,9 @@ Phases:
 2. **Each alone**, the same stream replayed (one exporter at a time: on two shared cores,
    three consumers at once would measure who gets the CPU, not how fast each is):
    - the highest lossless rate: steps of ``--seconds`` (default 5 s) at rising rates
-     until one loses events (counted after the publisher stops, up to ``--drain`` s);
-   - CPU per 1,000 events at each step;
+     until one loses events or has not counted them all 1 s after the last publish
+     (it fell behind; a backlog is counted up to ``--drain`` s);
+   - CPU per 1,000 events at each step, catching up included;
    - RSS after ``--events`` (default 1,000,000) events, sent at 80 % of its lossless rate;
    - then the scrape of that state (100 task names x 20 workers): p50 of 50 keep-alive
      scrapes with gzip, and CPU per scrape.
@@ -67,6 +68,10 @@ WORKERS = 20
 POOL_TASKS = 20_000  # pre-encoded task lifecycles (80,000 events), reused in a cycle
 DEFAULT_RATES = "2000,5000,10000,20000,30000,40000,50000,60000,80000"
 EXPORTERS = ("stackmon", "celery-exporter", "flower")
+# A step counts as lossless when nothing was lost and the exporter had counted everything
+# within this long after the last publish (it kept up, rather than living on a backlog
+# that Redis buffered for it).
+KEPT_UP_LAG_S = 1.0
 
 
 def free_port() -> int:
@@ -213,7 +218,16 @@ class Proc:
         return body.decode()
 
     def counted(self) -> float:
-        return self.counter(self.scrape())
+        """The count on /metrics; a reset or refused connection is tried again (a loaded
+        Flask or Tornado server drops one now and then), up to 30 s."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return self.counter(self.scrape())
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
 
     def stop(self) -> None:
         if self.conn is not None:
@@ -307,34 +321,38 @@ class Stream:
 
     def step(self, procs: list[Proc], rate: float, events: int, drain: float
              ) -> dict[str, dict[str, float]]:
+        """Publish, then wait (up to ``drain`` s) until each exporter has counted it all.
+        An exporter's CPU is taken when its count is complete (or at the end of the
+        wait), so what it did while catching up is in; the count is read by a scrape, a
+        few of them (backing off), whose cost is in too."""
         before = {p.name: p.counted() for p in procs}
         cpu0 = {p.name: cpu_seconds(p.proc.pid) for p in procs}
         tasks, beats, seconds, pub_cpu = run_publisher(self.redis_port, rate, events,
                                                        self.offset)
-        cpu1 = {p.name: cpu_seconds(p.proc.pid) for p in procs}
         self.offset += tasks
         want = {p.name: float(tasks + beats if p.name == "stackmon" else tasks)
                 for p in procs}
         published = time.monotonic()
-        got: dict[str, float] = {}
-        lag: dict[str, float] = {}
+        done: dict[str, tuple[float, float, float]] = {}  # name -> (count, lag, cpu s)
         deadline = published + drain
-        while len(got) < len(procs) and time.monotonic() < deadline:
+        pause = 0.1
+        while len(done) < len(procs):
             for p in procs:
-                if p.name in got:
+                if p.name in done:
                     continue
                 n = p.counted() - before[p.name]
-                if n >= want[p.name]:
-                    got[p.name], lag[p.name] = n, time.monotonic() - published
-            time.sleep(0.2)
+                if n >= want[p.name] or time.monotonic() >= deadline:
+                    done[p.name] = (n, time.monotonic() - published,
+                                    cpu_seconds(p.proc.pid) - cpu0[p.name])
+            time.sleep(pause)
+            pause = min(1.0, pause * 2)
         out = {}
         for p in procs:
-            n = got.get(p.name, p.counted() - before[p.name])
+            n, lag, cpu = done[p.name]
             out[p.name] = {"offered": (tasks + beats) / seconds, "published": want[p.name],
                            "consumed": n, "lost": want[p.name] - n,
-                           "drain_lag_s": lag.get(p.name, drain),
-                           "cpu_ms_per_1k": (cpu1[p.name] - cpu0[p.name]) * 1e6
-                           / max(1.0, want[p.name]),
+                           "drain_lag_s": lag, "kept_up": float(lag <= KEPT_UP_LAG_S),
+                           "cpu_ms_per_1k": cpu * 1e6 / max(1.0, want[p.name]),
                            "rss_mb": rss_mb(p.proc.pid), "publisher_cpu_s": pub_cpu,
                            "seconds": seconds, "load1": os.getloadavg()[0]}
         return out
@@ -456,7 +474,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f = stream.step([p], rate, int(rate * args.seconds), args.drain)[name]
                     show(f"{rate:.0f}/s", {name: f})
                     steps.append(f)
-                    if f["lost"] > 0:
+                    if f["lost"] > 0 or not f["kept_up"]:
                         break
                     best = f["offered"]
                 # memory after --events: at 80 % of the lossless rate, in chunks
@@ -486,7 +504,7 @@ def summary(doc: dict[str, Any]) -> str:
              "scrape p50 ms | scrape CPU ms | series |", "|---|---|---|---|---|---|---|---|"]
     for name, a in doc["alone"].items():
         t = doc["together"].get(name, {})
-        ok = [s for s in a["steps"] if s["lost"] <= 0]
+        ok = [s for s in a["steps"] if s["lost"] <= 0 and s.get("kept_up", 1)]
         alone_cpu = ok[-1]["cpu_ms_per_1k"] if ok else float("nan")
         version = doc["versions"].get(name, "")
         label = f"{name} {version}".strip()

@@ -33,6 +33,7 @@ number = go_float  # Go's float formatting, like Prometheus
 # it did without the cache.
 LABEL_CACHE_SIZE = 20_000
 _label_text: dict[tuple[tuple[str, str], ...], str] = {}
+_header_text: dict[tuple[str, str, str, type], str] = {}  # (name, help, type, name class)
 
 
 class _One:
@@ -67,16 +68,28 @@ def _fallback(family: Metric) -> str:
     return generate_latest(_One(family)).decode()  # type: ignore[arg-type]
 
 
+def _header(family: Metric) -> str:
+    """The HELP and TYPE lines, kept between scrapes: a host scrape has ~240 families,
+    most of one sample, where writing them cost more than writing the samples."""
+    name = family.name
+    key = (name, family.documentation, family.type, name.__class__)
+    text = _header_text.get(key)
+    if text is None:
+        if family.type == "counter":
+            name = name + "_total"  # a postgres_exporter counter's name keeps its own
+        help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        if len(_header_text) >= LABEL_CACHE_SIZE:
+            _header_text.clear()
+        text = _header_text[key] = (f"# HELP {name} {help_text}\n"
+                                    f"# TYPE {name} {FAST_TYPES[family.type]}\n")
+    return text
+
+
 def render_family(family: Metric) -> str:
     """One family in the text format."""
-    kind = FAST_TYPES.get(family.type)
-    if kind is None:
+    if family.type not in FAST_TYPES:
         return _fallback(family)
-    name = family.name
-    if family.type == "counter":
-        name = name + "_total"  # a postgres_exporter counter's name keeps its own
-    help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-    out = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
+    out = [_header(family)]
     append = out.append
     labels_of = _label_text.get
     for s in family.samples:

@@ -219,13 +219,15 @@ class Proc:
 
     def counted(self) -> float:
         """The count on /metrics; a reset or refused connection is tried again (a loaded
-        Flask or Tornado server drops one now and then), up to 30 s."""
+        Flask or Tornado server drops one now and then), up to 30 s; 0 once it exited."""
         deadline = time.monotonic() + 30
         while True:
             try:
                 return self.counter(self.scrape())
             except (OSError, http.client.HTTPException):
-                if time.monotonic() > deadline or self.proc.poll() is not None:
+                if self.proc.poll() is not None:
+                    return 0.0
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 
@@ -340,9 +342,16 @@ class Stream:
             for p in procs:
                 if p.name in done:
                     continue
+                if p.proc.poll() is not None:  # celery-exporter exits when Redis drops it
+                    done[p.name] = (0.0, drain, float("nan"))
+                    continue
+                # The lag is from the last publish to the start of the scrape that saw
+                # the count complete: celery-exporter's scrape alone takes ~2 s (two
+                # inspect broadcasts), which is not lag in counting.
+                asked = time.monotonic()
                 n = p.counted() - before[p.name]
                 if n >= want[p.name] or time.monotonic() >= deadline:
-                    done[p.name] = (n, time.monotonic() - published,
+                    done[p.name] = (n, max(0.0, asked - published),
                                     cpu_seconds(p.proc.pid) - cpu0[p.name])
             time.sleep(pause)
             pause = min(1.0, pause * 2)
@@ -350,10 +359,12 @@ class Stream:
         for p in procs:
             n, lag, cpu = done[p.name]
             out[p.name] = {"offered": (tasks + beats) / seconds, "published": want[p.name],
+                           "exited": float(p.proc.poll() is not None),
                            "consumed": n, "lost": want[p.name] - n,
                            "drain_lag_s": lag, "kept_up": float(lag <= KEPT_UP_LAG_S),
                            "cpu_ms_per_1k": cpu * 1e6 / max(1.0, want[p.name]),
-                           "rss_mb": rss_mb(p.proc.pid), "publisher_cpu_s": pub_cpu,
+                           "rss_mb": rss_mb(p.proc.pid) if p.proc.poll() is None else 0.0,
+                           "publisher_cpu_s": pub_cpu,
                            "seconds": seconds, "load1": os.getloadavg()[0]}
         return out
 
@@ -438,6 +449,11 @@ def show(phase: str, figures: dict[str, dict[str, float]]) -> None:
               f"RSS {f['rss_mb']:6.1f} MB (load {f['load1']:.1f})", flush=True)
 
 
+def save(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     global _POOL
     _POOL = build_pool()
@@ -477,9 +493,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if f["lost"] > 0 or not f["kept_up"]:
                         break
                     best = f["offered"]
-                # memory after --events: at 80 % of the lossless rate, in chunks
-                consumed = sum(s["consumed"] for s in steps)
-                rate = max(1000.0, 0.8 * best)
+                restarted = p.proc.poll() is not None
+                if restarted:  # it exited when it fell behind: start it again
+                    print(f"{'':>10} {name:>16}: exited at {steps[-1]['offered']:,.0f}/s "
+                          "(Redis dropped it); started again", flush=True)
+                    p.stop()
+                    p = start(name, url, tmp, envs)
+                    wait_consuming([p], rport)
+                # memory after --events (this process's): at 80 % of the lossless rate
+                consumed = 0.0 if restarted else sum(s["consumed"] for s in steps)
+                rate = max(args.rates[0], 0.8 * best)
                 while consumed < args.events:
                     chunk = int(min(args.events - consumed, rate * 30))
                     f = stream.step([p], rate, chunk, args.drain)[name]
@@ -487,6 +510,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"{'memory':>10} {name:>16}: {consumed:,.0f} events, RSS "
                           f"{f['rss_mb']:.1f} MB, lost {f['lost']:.0f}", flush=True)
                 doc["alone"][name] = {"steps": steps, "lossless_events_per_s": best,
+                                      "exited": any(x.get("exited") for x in steps),
                                       "events": consumed, "rss_mb": rss_mb(p.proc.pid),
                                       **scrape_cost(p)}
                 print(f"{'alone':>10} {name:>16}: lossless {best:,.0f}/s, RSS "
@@ -494,6 +518,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       f"scrape p50 {doc['alone'][name]['scrape_p50_ms']:.1f} ms", flush=True)
             finally:
                 p.stop()
+            save(args, {**doc, "measured": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                time.gmtime()), "partial": True})
     shutil.rmtree(tmp, ignore_errors=True)
     return doc
 
@@ -545,8 +571,7 @@ def main() -> None:
                 "measured": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                 "machine": {"cpus": os.cpu_count(), "load1": os.getloadavg()[0],
                             "python": platform.python_version()}})
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    save(args, doc)
     print(summary(doc))
     print(f"\n{doc['seconds']:.0f} s; wrote {args.json}")
 

@@ -249,7 +249,7 @@ def plot_ratios(doc: dict[str, Any], path: Path) -> None:
         ax.set_xticks(list(xs), [f"run {x}" for x in xs])
         ax.set_title(label, fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -35,8 +35,10 @@ RUN pip install --no-cache-dir /wheels/stackmon-*.whl \
 USER 10001:10001
 EXPOSE 9860
 
-# /-/healthy never needs auth; slim images have no curl, so ask Python.
+# `stackmon healthcheck` asks /-/healthy where the running exporter listens: it reads the
+# exporter's own flags, STACKMON_* variables and config file (a health check process gets
+# the container's environment but not its command), and its TLS from --web.config.file.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9860/-/healthy', timeout=4).status == 200 else 1)"]
+    CMD ["stackmon", "healthcheck"]
 
 ENTRYPOINT ["stackmon"]

@@ -112,11 +112,21 @@ def build_collectors(cfg: settings.Config) -> tuple[list[Collector], dict[str, l
     return main, probes
 
 
+def healthcheck(argv: Sequence[str]) -> int:
+    """``stackmon healthcheck``: exporter/healthcheck.py (the image's HEALTHCHECK)."""
+    from exporter import healthcheck as check
+
+    return check.main(argv, dict(os.environ))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     limit_malloc_arenas()  # before any thread starts
     env = dict(os.environ)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["healthcheck"]:
+        return healthcheck(args[1:])
     try:
-        cfg = parse(sys.argv[1:] if argv is None else argv, env)
+        cfg = parse(args, env)
         web = load_web_config(cfg.web.config_file)
     except settings.ConfigError as err:
         fail(str(err))

@@ -14,6 +14,7 @@ appended as one escaped ``exc="..."`` field.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -30,14 +31,21 @@ __all__ = ["REDACTED", "RedactingFormatter", "RepeatedFailures", "cause", "escap
            "setup"]
 
 
-def escape(text: str) -> str:
-    """Make ``text`` safe inside a logfmt quoted value: one line, quotes escaped.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-    >>> escape('FATAL:  role "x"\\nDETAIL: y')
-    'FATAL:  role \\\\"x\\\\"\\\\nDETAIL: y'
+
+def escape(text: str) -> str:
+    """Make ``text`` safe inside a logfmt quoted value: one line, quotes escaped, and no
+    control character left (libpq indents its hints with a tab).
+
+    >>> escape('FATAL:  role "x"\\nDETAIL:\\ty')
+    'FATAL:  role \\\\"x\\\\"\\\\nDETAIL:\\\\ty'
     """
-    return (text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r")
-            .replace("\n", "\\n"))
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\u{ord(m[0]):04x}"), text)
+    return text
 
 
 def _escape_arg(arg: object) -> object:
@@ -57,7 +65,11 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
         line = f"ts={ts} level={record.levelname.lower()} logger={record.name} "
-        line += _message(record)
+        if record.name == "stackmon" or record.name.startswith("stackmon."):
+            line += _message(record)
+        else:
+            # Libraries (kombu, celery, py.warnings) write prose: it becomes the msg value.
+            line += f'msg="{escape(record.getMessage())}"'
         if record.exc_info:
             line += f' exc="{escape(self.formatException(record.exc_info))}"'
         # Secrets are also looked for in their escaped form (a password with a quote).
@@ -77,14 +89,16 @@ def _message(record: logging.LogRecord) -> str:
         except (TypeError, ValueError):
             msg = record.getMessage()  # let logging report the mistake as it always did
     # Whatever is left (a line break in the format string itself) must not split the line.
-    return msg.replace("\r", "\\r").replace("\n", "\\n")
+    return _CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\u{ord(m[0]):04x}"), msg)
 
 
 _formatter = RedactingFormatter()
 
 
 def setup(level: str = "info", secrets: Iterable[str] = ()) -> None:
-    """Send stackmon's logs to stderr at ``level``; remember the secrets to scrub."""
+    """Send every log line to stderr at ``level``, one logfmt record each (libraries'
+    loggers, Python warnings and uncaught exceptions in threads too); remember the secrets
+    to scrub."""
     _formatter.secrets = list(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -93,6 +107,18 @@ def setup(level: str = "info", secrets: Iterable[str] = ()) -> None:
     handler.setFormatter(_formatter)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
+    threading.excepthook = _thread_exception
+
+
+def _thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception nothing caught in a thread: one record with its traceback, instead of
+    the multi-line dump Python writes by default."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("stackmon").error('msg="uncaught exception in thread" thread="%s"', name,
+                                        exc_info=args.exc_value or True)
 
 
 def cause(err: BaseException) -> str:

@@ -4,7 +4,9 @@ Policy:
 
 * a ``*_password_file`` is read when the section is validated (so a missing file stops
   the start) and again at every (re)connect, for every backend, so a rotated password
-  is picked up without a restart;
+  is picked up without a restart (not so a systemd credential: that is a copy made at
+  start, docs/deployment.md); one under /run/credentials/ that cannot be read names the
+  ``LoadCredential=`` line the unit lacks (:func:`credential_hint`);
 * a value shown in an error is parsed first and cut second: a mapping's values, a value
   under a secret-bearing key and the password inside a URL or DSN are never shown::
 
@@ -17,6 +19,7 @@ Policy:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -44,11 +47,39 @@ def read_secret_file(path: str, key: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
     except FileNotFoundError:
-        raise SettingError(key, f'file "{path}" not found') from None
+        raise SettingError(key, f'file "{path}" not found{credential_hint(path)}') from None
     except PermissionError:
-        raise SettingError(key, f'file "{path}" not readable (permission denied)') from None
+        raise SettingError(key, f'file "{path}" not readable (permission denied)'
+                                f'{credential_hint(path)}') from None
     except (OSError, UnicodeDecodeError) as err:
         raise SettingError(key, f'file "{path}" cannot be read ({type(err).__name__})') from None
+
+
+CREDENTIALS_ROOT = "/run/credentials/"
+
+
+def credential_hint(path: str, directory: str | None = None) -> str:
+    """Why a systemd credential the service cannot read is missing, or "".
+
+    systemd copies a credential to /run/credentials/<unit>/<name> only for a
+    ``LoadCredential=<name>:<file>`` line of that unit (and sets $CREDENTIALS_DIRECTORY);
+    without it the service sees "permission denied" or "not found", which says nothing
+    about the fix.
+
+    >>> credential_hint("/run/credentials/stackmon.service/pg", directory="")[:60]
+    ': the service has no credential "pg": add LoadCredential=pg:'
+    >>> credential_hint("/etc/stackmon/pg")
+    ''
+    """
+    if not path.startswith(CREDENTIALS_ROOT):
+        return ""
+    if directory is None:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY", "")
+    parent, _, name = path.rpartition("/")
+    if directory and parent != directory.rstrip("/"):
+        return f"; this service's credentials are in {directory}"
+    return (f': the service has no credential "{name}": add '
+            f"LoadCredential={name}:<password file> to its unit (docs/deployment.md)")
 
 
 def file_secret(path: str | None) -> list[str]:

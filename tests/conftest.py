@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import backends, guard
+from tests.helpers import backends, guard, logfmt
 from tests.helpers.backends import AMQP_URL, BROKER_URL, PG_DSN, PG_PORT, REDIS_URL
-from tests.helpers.exporter import Exporter, exporter_fixture
+from tests.helpers.exporter import LOG_FILES, Exporter, exporter_fixture
 from tests.helpers.services import (
     Nginx,
     TargetServer,
@@ -46,7 +46,13 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before the terminal reporter reads the option
 def pytest_configure(config: pytest.Config) -> None:
+    # `scripts/test.sh -rs` (to see skip reasons) replaces the configured -ra: failures and
+    # errors are still listed in the summary.
+    chars = config.option.reportchars
+    if "a" not in chars and "A" not in chars:
+        config.option.reportchars = chars + "".join(c for c in "fE" if c not in chars)
     if not hasattr(config, "workerinput"):
         signal.signal(signal.SIGTERM, _sigterm)
     atexit.register(backends.stop_all)
@@ -72,6 +78,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _GUARD["started"] = backends.start_times()
     backends.stop_all()
+    _check_logs(session)
     watcher = _GUARD.get("watcher")
     if watcher is None:
         return
@@ -82,17 +89,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ports = "/".join(str(p) for p in guard.DEFAULT_PORTS)
     if hits:
         lines.insert(0, f"guard: FAILED: the suite connected to the machine's servers "
-                        f"(127.0.0.1:{ports}):")
-        lines[1:1] = [f"  pid {h.pid} -> port {h.port}: {h.cmdline}" for h in hits]
+                        f"(127.0.0.1:{ports} or their default Unix sockets):")
+        lines[1:1] = [f"  pid {h.pid} -> {f'port {h.port}' if h.port else 'a Unix socket'}: "
+                      f"{h.cmdline}" for h in hits]
     else:
-        lines.insert(0, f"guard: no connection from the suite to 127.0.0.1:{ports}")
+        lines.insert(0, f"guard: no connection from the suite to 127.0.0.1:{ports} or the "
+                        "default Unix sockets")
     strict = os.environ.get("STACKMON_TEST_GUARD") == "strict"
     if hits or (changed and strict):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     _GUARD["report"] = lines
 
 
+def _check_logs(session: pytest.Session) -> None:
+    """Every line every exporter of the session wrote is one strict logfmt record."""
+    if not LOG_FILES:
+        return
+    total, bad = logfmt.check_files(LOG_FILES)
+    if bad:
+        _GUARD["logfmt"] = [f"logfmt: FAILED: {len(bad)} of {total} exporter log lines are "
+                            "not one strict logfmt record:", *bad[:30]]
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        _GUARD["logfmt"] = [f"logfmt: all {total} lines of {len(LOG_FILES)} exporter logs "
+                            "are strict logfmt records"]
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _GUARD.get("logfmt", []):
+        terminalreporter.write_line(line, red="FAILED" in line)
     if _GUARD.get("started"):
         terminalreporter.write_line(f"private servers started in parallel: {_GUARD['started']}")
     for line in _GUARD.get("report", []):

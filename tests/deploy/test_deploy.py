@@ -9,7 +9,6 @@ Each checking helper also gets a small broken input to prove it can fail.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import importlib.resources
 import json
 import os
@@ -32,6 +31,7 @@ from exporter import cli
 from exporter.collectors import COLLECTORS, SECTIONS
 from exporter.secrets import has_password
 from exporter.settings import ENV_EXTRA, ConfigError, env_settings
+from tests.helpers.docker import context_files, docker_ignored
 from tests.helpers.exporter import REPO
 
 COMPOSE = REPO / "compose.yaml"
@@ -519,8 +519,10 @@ def test_dockerfile_runs_stackmon_unprivileged_with_a_healthcheck() -> None:
     assert json.loads(by_word["ENTRYPOINT"][0]) == ["stackmon"]
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert "stackmon" in project["scripts"]
+    # The health check follows the exporter's listen address and TLS (the subcommand reads
+    # the running exporter's settings; tests/installed/test_docker.py runs it for real).
     (check,) = by_word["HEALTHCHECK"]
-    assert "http://127.0.0.1:9860/-/healthy" in check and "curl" not in check
+    assert json.loads(check.split(" CMD ", 1)[1]) == ["stackmon", "healthcheck"]
     assert any("org.opencontainers.image.title" in label for label in by_word["LABEL"])
 
 
@@ -543,20 +545,6 @@ def test_stages_split_at_from() -> None:
 def test_instructions_join_continuations() -> None:
     text = "FROM a:1\n# note\nRUN one \\\n    two\nUSER 1\n"
     assert instructions(text) == [("FROM", "a:1"), ("RUN", "one two"), ("USER", "1")]
-
-
-def docker_ignored(path: str, patterns: list[str]) -> bool:
-    """Whether .dockerignore patterns leave ``path`` out of the build context (last match
-    wins, ``!`` re-includes, a pattern matching a directory covers what is inside)."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        glob = pattern.removeprefix("!").strip("/")
-        if any(fnmatch.fnmatchcase(prefix, glob) for prefix in prefixes):
-            ignored = not negate
-    return ignored
 
 
 def test_docker_ignored_follows_last_match() -> None:
@@ -963,6 +951,18 @@ def test_demo_dockerfile_passes_hadolint(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     froms = re.findall(r"^FROM\s+(\S+)", (DEMO_DIR / "Dockerfile").read_text(), re.M)
     assert froms and [unpinned(i) for i in froms if unpinned(i)] == []
+
+
+def test_demo_build_context_leaves_out_bytecode(tmp_path: Path) -> None:
+    """COPY . ./demo takes the whole context: a checkout's __pycache__ stays out."""
+    context = tmp_path / "demo"
+    shutil.copytree(DEMO_DIR, context)
+    (context / "__pycache__").mkdir(exist_ok=True)
+    (context / "__pycache__" / "views.cpython-311.pyc").write_bytes(b"")
+    (context / "settings.pyc").write_bytes(b"")
+    sent = context_files(context)
+    assert "views.py" in sent and "docker-entrypoint.py" in sent
+    assert [f for f in sent if "__pycache__" in f or f.endswith(".pyc")] == []
 
 
 def test_demo_entrypoint_puts_password_files_into_urls(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import BROKER_URL
 from tests.helpers.celery import Worker, client_app, start_worker
 from tests.helpers.exporter import Exporter, free_port, http_get, wait_for
+from tests.helpers.prometheus import query, warm_up
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -55,3 +56,17 @@ def celery_worker() -> Iterator[Worker]:
     finally:
         worker.stop()
         app.close()
+
+
+@pytest.fixture(scope="session")
+def warm(prometheus: str, celery_worker: Worker) -> str:
+    """``prometheus`` once it has scraped the exporter a few times and seen the worker and
+    its first tasks: from then on a query has its data within a few scrapes, or never."""
+    warm_up(prometheus)
+    wait_for(lambda: query(prometheus, "celery_workers > 0"), timeout=60, what="a worker")
+    wait_for(lambda: query(prometheus, "sum(celery_task_received_total) >= 3"), timeout=90,
+             what="the worker's first tasks")
+    # The inspect poller answers in the background, on its own interval.
+    wait_for(lambda: query(prometheus, "celery_worker_pool_max_concurrency"), timeout=90,
+             what="the worker's inspect data")
+    return prometheus

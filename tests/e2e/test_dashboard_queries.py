@@ -6,13 +6,15 @@ no panel mixes their series up."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -28,7 +30,8 @@ from tests.helpers.exporter import (
     http_get,
     wait_for,
 )
-from tests.helpers.prometheus import query
+from tests.helpers.machine import absent_here
+from tests.helpers.prometheus import query, returns_data
 
 DASHBOARDS = load()
 PROMETHEUS = shutil.which("prometheus")
@@ -47,9 +50,6 @@ SKIP = {
     ("cache", "Replica ack lag"):
         "redis_connected_slave_lag_seconds: only on a primary with replicas",
 }
-if not Path("/sys/devices/system/cpu/cpu0/cpufreq").exists():
-    SKIP[("overview", "CPU frequency")] = (
-        "node_cpu_scaling_frequency_hertz: this machine's kernel exposes no cpufreq")
 # The API row reads the Django application's own /metrics (django-prometheus), served by
 # the demo application (demo/) that test_api_row_returns_data runs.
 DEMO_MISSING = ("the Django demo application (demo/, issue 12's alerting work) or its "
@@ -65,9 +65,28 @@ APP_TARGETS = [t for t in TARGETS if APP_PREFIX in t[3]]
 EXPORTER_TARGETS = [t for t in TARGETS if t not in APP_TARGETS]
 
 
+def machine_skips() -> dict[tuple[str, str], str]:
+    """Panels whose series this machine cannot have (not the fixture's doing): see
+    tests/helpers/machine.py (a container's private network or overlay root, a seccomp
+    filter on adjtimex, a kernel without cpufreq)."""
+    skips = {}
+    for slug, title, _, expr in TARGETS:
+        reason = absent_here(expr)
+        if reason:
+            skips[(slug, title)] = reason
+    return skips
+
+
+MACHINE_SKIPS = machine_skips()
+# A completion older than this may leave a panel's 10m rate window before a later test
+# of the module runs (a slow module once took longer than the window): send a new batch.
+FRESH_FOR = 300.0
+
+
 def test_skip_names_real_panels() -> None:
     titles = {(slug, title) for slug, title, _, _ in TARGETS}
     assert sorted(set(SKIP) - titles) == []
+    assert sorted(set(MACHINE_SKIPS) - titles) == []
     assert len(SKIP) <= 8, "keep the skip list small"
     assert len(APP_TARGETS) >= 3, "the API row's queries"
 
@@ -91,39 +110,58 @@ def completed(prometheus: str) -> float:
     return float(result[0]["value"][1]) if result else 0.0  # type: ignore[index]
 
 
-@pytest.fixture(scope="module")
-def fresh_tasks(prometheus: str, celery_worker: Worker) -> None:
+@dataclass
+class TaskFeed:
     """Tasks that complete while Prometheus watches: the session's first tasks may finish
     before its first scrape, and a rate of a counter that never moved is 0, so the
     quantiles and ratios of a window without completions have no value (by design)."""
-    wait_for(lambda: query(prometheus, "celery_workers > 0"), timeout=60, what="a worker")
-    before = completed(prometheus)
-    app = client_app(BROKER_URL)
-    try:
-        for name in ("stackmon.ok", "stackmon.fail", "stackmon.retry_once", "stackmon.ok"):
-            app.send_task(name, args=[1] if name == "stackmon.ok" else [])
-    finally:
-        app.close()
-    wait_for(lambda: completed(prometheus) >= before + 4, timeout=90,
-             what="the new tasks' completions in Prometheus")
+
+    prometheus: str
+    sent: float = -math.inf
+
+    def ensure_fresh(self) -> None:
+        if time.monotonic() - self.sent < FRESH_FOR:
+            return
+        before = completed(self.prometheus)
+        sent = time.monotonic()
+        app = client_app(BROKER_URL)
+        try:
+            for name in ("stackmon.ok", "stackmon.fail", "stackmon.retry_once", "stackmon.ok"):
+                app.send_task(name, args=[1] if name == "stackmon.ok" else [])
+        finally:
+            app.close()
+        wait_for(lambda: completed(self.prometheus) >= before + 4, timeout=90,
+                 what="the new tasks' completions in Prometheus")
+        self.sent = sent
+
+
+@pytest.fixture(scope="module")
+def task_feed(warm: str) -> TaskFeed:
+    return TaskFeed(warm)
+
+
+@pytest.fixture
+def fresh_tasks(task_feed: TaskFeed) -> None:
+    """Completions inside every panel's 10m window when the test runs."""
+    task_feed.ensure_fresh()
 
 
 @pytest.mark.parametrize(("slug", "title", "ref", "expr"),
                          [t for t in EXPORTER_TARGETS if (t[0], t[1]) not in SKIP],
                          ids=lambda v: re.sub(r"\W+", "_", str(v))[:40])
-def test_panel_query_returns_data(prometheus: str, fresh_tasks: None,
+def test_panel_query_returns_data(warm: str, fresh_tasks: None,
                                   replication_slot: str, slug: str, title: str, ref: str,
                                   expr: str) -> None:
+    if (slug, title) in MACHINE_SKIPS:
+        pytest.skip(MACHINE_SKIPS[(slug, title)])
     # A window that still holds the fixture's few tasks when this test runs: a quantile
     # or ratio of a window without completions is left out (no NaN), so no data.
     promql = concrete(expr, rate_interval="10m")
-    wait_for(lambda: query(prometheus, promql), timeout=60,
-             what=f"{slug} / {title} / {ref}: {promql}")
+    returns_data(warm, promql, what=f"{slug} / {title} / {ref}: {promql}")
 
 
 @pytest.mark.parametrize("slug", sorted(DASHBOARDS))
-def test_variable_queries_return_data(prometheus: str, celery_worker: Worker,
-                                      slug: str) -> None:
+def test_variable_queries_return_data(warm: str, slug: str) -> None:
     for v in DASHBOARDS[slug]["templating"]["list"]:
         if v["type"] != "query":
             continue
@@ -133,10 +171,7 @@ def test_variable_queries_return_data(prometheus: str, celery_worker: Worker,
             continue  # test_api_row_returns_data
         selector, label = concrete(m.group(1)), m.group(2)
 
-        def series(s: str = selector) -> list[dict[str, object]]:
-            return query(prometheus, s)
-
-        result = wait_for(series, timeout=60, what=selector)
+        result = returns_data(warm, selector, what=selector)
         assert all(label in r["metric"] for r in result), (label, result)
 
 
@@ -260,4 +295,4 @@ def test_api_row_returns_data(two_instances: tuple[str, list[str]], slug: str, t
         pytest.skip(DEMO_MISSING)
     url, _ = two_instances
     promql = concrete(expr, rate_interval="10m")
-    wait_for(lambda: query(url, promql), timeout=60, what=f"{slug} / {title} / {ref}: {promql}")
+    returns_data(url, promql, what=f"{slug} / {title} / {ref}: {promql}")

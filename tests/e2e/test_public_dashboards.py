@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.celery import Worker
 from tests.helpers.exporter import wait_for
-from tests.helpers.prometheus import query
+from tests.helpers.prometheus import query, returns_data
 
 TASK_STATES = ("sent", "received", "started", "succeeded", "failed", "retried", "revoked",
                "rejected")
@@ -68,9 +67,9 @@ QUERIES = {
 
 
 @pytest.mark.parametrize("what", sorted(QUERIES))
-def test_public_query_returns_data(prometheus: str, celery_worker: Worker, what: str) -> None:
+def test_public_query_returns_data(warm: str, what: str) -> None:
     promql = QUERIES[what]
-    wait_for(lambda: query(prometheus, promql), timeout=90, what=f"{what}: {promql}")
+    returns_data(warm, promql, what=f"{what}: {promql}")
 
 
 def test_every_configured_redis_database_is_a_series(prometheus: str) -> None:

@@ -22,6 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOWLIST = REPO / "promtool-allowlist.txt"
+# Every log file of an exporter this session started: tests/conftest.py holds each line to
+# strict logfmt (tests/helpers/logfmt.py) when the session ends.
+LOG_FILES: list[Path] = []
 
 
 def free_port() -> int:
@@ -141,6 +144,7 @@ def start_exporter(args: list[str], env: Mapping[str, str] | None = None,
     os.close(log_fd)
     # Kept for assertions and failure messages while the tests run; removed when they end.
     atexit.register(Path(log_name).unlink, missing_ok=True)
+    LOG_FILES.append(Path(log_name))
     exp = Exporter(proc, port, Path(log_name), scheme)
     if wait:
         def healthy() -> bool:

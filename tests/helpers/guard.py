@@ -3,10 +3,11 @@
 Two read-only checks, wired into tests/conftest.py:
 
 * ``Watcher``: while the tests run, the suite's processes (pytest and every descendant:
-  exporters, Celery workers, CLIs) must open no connection to the default ports. Seen
+  exporters, Celery workers, CLIs) must open no connection to the default ports or the
+  servers' default Unix sockets (libpq without a host uses /var/run/postgresql). Seen
   through an audit hook on ``socket.connect`` in pytest itself and by sampling
-  /proc/net/tcp{,6} (every 0.5 s) against the sockets of our process tree. Any hit
-  fails the run.
+  /proc/net/tcp{,6} and ``ss -x`` (every 0.5 s) against the sockets of our process tree.
+  Any hit fails the run.
 * ``snapshot()`` before and after: per-DB key counts of Redis on 6379, the vhosts of the
   default RabbitMQ node, the databases and roles of PostgreSQL on 5432. Printed at the
   end; a difference fails the run with ``STACKMON_TEST_GUARD=strict`` (on a machine
@@ -35,6 +36,20 @@ import psutil
 
 # PostgreSQL, Redis, RabbitMQ (AMQP, epmd, Erlang distribution) on their default ports.
 DEFAULT_PORTS = (5432, 6379, 5672, 4369, 25672)
+# Their default Unix sockets: libpq without a host connects to .s.PGSQL.5432 in its socket
+# directory (Debian: /var/run/postgresql), Debian's redis.conf offers redis-server.sock.
+DEFAULT_SOCKET_NAMES = (".s.PGSQL.5432",)
+DEFAULT_SOCKET_PATHS = ("/var/run/redis/redis-server.sock", "/run/redis/redis-server.sock")
+
+
+def default_socket(path: str, names: tuple[str, ...] = DEFAULT_SOCKET_NAMES,
+                   paths: tuple[str, ...] = DEFAULT_SOCKET_PATHS) -> bool:
+    """A path one of the machine's servers listens on by default.
+
+    >>> default_socket("/var/run/postgresql/.s.PGSQL.5432"), default_socket("/tmp/.s.PGSQL.23817")
+    (True, False)
+    """
+    return path in paths or os.path.basename(path) in names
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -141,6 +156,8 @@ class Watcher:
     """Records connections from this process tree to ``ports`` on loopback."""
 
     ports: tuple[int, ...] = DEFAULT_PORTS
+    socket_names: tuple[str, ...] = DEFAULT_SOCKET_NAMES
+    socket_paths: tuple[str, ...] = DEFAULT_SOCKET_PATHS
     interval: float = 0.5  # a scan costs ~10 ms (the kernel writes /proc/net/tcp)
     hits: list[Hit] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -167,6 +184,11 @@ class Watcher:
         if not self._active or event != "socket.connect":
             return
         address = args[1]
+        if isinstance(address, str | bytes):  # AF_UNIX
+            path = os.fsdecode(address)
+            if default_socket(path, self.socket_names, self.socket_paths):
+                self._record(Hit(os.getpid(), 0, f"pytest (in-process) -> {path}"))
+            return
         if (isinstance(address, tuple) and len(address) >= 2
                 and address[1] in self.ports and _is_loopback(str(address[0]))):
             self._record(Hit(os.getpid(), int(address[1]), "pytest (in-process)"))
@@ -181,7 +203,24 @@ class Watcher:
                 self.scan()
 
     def scan(self) -> None:
-        """Sockets to a watched port (any state) owned by one of our processes."""
+        """Sockets to a watched port (any state) or default Unix socket owned by one of our
+        processes."""
+        inodes = self._tcp_peers()
+        inodes.update(_unix_peers(self.socket_names, self.socket_paths))
+        if not inodes:
+            return
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(OSError, psutil.Error):
+                fd_dir = Path(f"/proc/{proc.pid}/fd")
+                for fd in fd_dir.iterdir():
+                    with contextlib.suppress(OSError):
+                        port = inodes.get(os.readlink(fd))
+                        if port is not None:
+                            self._record(Hit(proc.pid, port, " ".join(proc.cmdline())[:200]))
+
+    def _tcp_peers(self) -> dict[str, int]:
+        """``socket:[inode]`` -> port of every loopback TCP socket to a watched port."""
         wanted = _loopback_hex_ports(self.ports)
         needles = tuple(f":{p} " for p in wanted)
         inodes: dict[str, int] = {}
@@ -197,17 +236,26 @@ class Watcher:
                     if (remote_port in wanted and parts[9] != "0"
                             and _hex_is_loopback(remote_ip)):
                         inodes[f"socket:[{parts[9]}]"] = int(remote_port, 16)
-        if not inodes:
-            return
-        me = psutil.Process()
-        for proc in [me, *me.children(recursive=True)]:
-            with contextlib.suppress(OSError, psutil.Error):
-                fd_dir = Path(f"/proc/{proc.pid}/fd")
-                for fd in fd_dir.iterdir():
-                    with contextlib.suppress(OSError):
-                        port = inodes.get(os.readlink(fd))
-                        if port is not None:
-                            self._record(Hit(proc.pid, port, " ".join(proc.cmdline())[:200]))
+        return inodes
+
+
+def _unix_peers(names: tuple[str, ...], paths: tuple[str, ...]) -> dict[str, int]:
+    """``socket:[inode]`` -> 0 for the client end of every connection to a default Unix
+    socket. /proc/net/unix names only the server's end; ``ss -x`` (sock_diag) also gives
+    each end's peer inode, which is the client's."""
+    try:
+        proc = subprocess.run(["ss", "-xn"], capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    peers = {}
+    for line in proc.stdout.splitlines()[1:]:
+        # Netid State Recv-Q Send-Q Local-Address Local-Inode Peer-Address Peer-Inode
+        parts = line.split()
+        if (len(parts) >= 8 and default_socket(parts[4], names, paths)
+                and parts[7] not in ("0", "*")):
+            peers[f"socket:[{parts[7]}]"] = 0
+    return peers
 
 
 def _is_loopback(host: str) -> bool:

@@ -107,6 +107,27 @@ def _build(root: Path, packages: Sequence[str], suite: str) -> None:
     (root / COMPLETE).write_text(" ".join(sorted(packages)) + "\n")
 
 
+PREFIX = "stackmon-overlay-"
+
+
+def remove_stale_overlays() -> list[str]:
+    """Unmount and remove the overlays of test runs that were killed (SIGKILL skips every
+    clean-up): their directory names carry the pid of a process that is gone."""
+    removed = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 3 or parts[2] != "overlay" or PREFIX not in parts[1]:
+            continue
+        merged = Path(parts[1])
+        pid = merged.parent.name[len(PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["umount", "-l", str(merged)], capture_output=True, timeout=30,
+                           check=False)
+            shutil.rmtree(merged.parent, ignore_errors=True)
+            removed.append(str(merged))
+    return removed
+
+
 class Overlay:
     """A writable view of a cached root: overlayfs with the root as its lower layer.
 
@@ -115,7 +136,8 @@ class Overlay:
 
     def __init__(self, lower: Path, parent: Path | None = None) -> None:
         self.lower = lower
-        self.dir = Path(tempfile.mkdtemp(prefix="stackmon-overlay-", dir=parent))
+        remove_stale_overlays()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
         self.merged = self.dir / "merged"
 
     def __enter__(self) -> Path:

@@ -104,4 +104,6 @@ def test_values_agree(node_exporter: str, host_exporter: Exporter) -> None:
     cpus = {lbl["cpu"] for lbl, _ in before.samples["node_cpu_seconds_total"]}
     assert cpus == {lbl["cpu"] for lbl, _ in ours.samples["node_cpu_seconds_total"]}
     assert problems == []
-    assert compared > 100
+    # The check saw data: ~200 values on a VM, 74 in a container with nothing but lo and
+    # an overlay root (systemd-nspawn --private-network).
+    assert compared > 50

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from grafana import generate
+from grafana.lib.dashboard import render
+from grafana.lib.promql import scoped
 from tests.helpers.alerts import alerts
 from tests.helpers.dashboards import (
     COLOURS,
@@ -167,11 +169,11 @@ def test_regeneration_matches_the_committed_files(tmp_path: Path) -> None:
 
 def test_rendering_is_stable() -> None:
     for d in generate.DASHBOARDS.values():
-        assert generate.render(d) == generate.render(d)
+        assert render(d) == render(d)
 
 
 def test_scoped_adds_the_matchers_to_every_selector() -> None:
-    assert generate.scoped('a{} / b{x="1"}') == (
+    assert scoped('a{} / b{x="1"}') == (
         'a{job=~"$job", instance=~"$instance"} / b{job=~"$job", instance=~"$instance", x="1"}')
 
 

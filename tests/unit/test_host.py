@@ -3,6 +3,7 @@ the kernel lacks, or one that breaks, costs only its own series."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import threading
@@ -19,8 +20,10 @@ from exporter.collectors.host.settings import HostSettings
 from exporter.metrics import Metric
 from exporter.settings import ConfigError
 from tests.helpers.exporter import wait_for
+from tests.helpers.host import captured_adjtimex, fixture_collector, refused_adjtimex
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "host"
+CLOCK = captured_adjtimex()  # no unit test calls adjtimex for real (refused in containers)
 
 
 def samples(metrics: list[Metric], name: str, label: str = "mountpoint") -> dict[str, float]:
@@ -55,7 +58,7 @@ def test_hung_statfs_is_skipped_and_reported_then_recovers(tmp_path: Path) -> No
         return real(path)
 
     collector = HostCollector(HostSettings(filesystem_mount_timeout_seconds=0.2), paths,
-                              statfs=statfs)
+                              statfs=statfs, adjtimex=CLOCK)
     start = time.monotonic()
     metrics = collector.collect(time.monotonic() + 5)
     assert time.monotonic() - start < 2.0
@@ -88,7 +91,8 @@ def test_local_filesystems_are_statfsed_inline(tmp_path: Path) -> None:
         callers[path.rstrip("/")] = threading.current_thread().name
         return os.statvfs(path)
 
-    HostCollector(HostSettings(), paths, statfs=statfs).collect(time.monotonic() + 5)
+    HostCollector(HostSettings(), paths, statfs=statfs, adjtimex=CLOCK).collect(
+        time.monotonic() + 5)
     assert callers[paths.rootfs] == "statfs"  # nfs4: through the worker
     assert callers[paths.rootfs + "/data"] == threading.current_thread().name
 
@@ -112,7 +116,8 @@ def test_statfs_error_gives_device_error() -> None:
     def statfs(path: str) -> os.statvfs_result:
         raise PermissionError(13, "denied")
 
-    metrics = HostCollector(HostSettings(), statfs=statfs).collect(time.monotonic() + 5)
+    metrics = HostCollector(HostSettings(), statfs=statfs, adjtimex=CLOCK).collect(
+        time.monotonic() + 5)
     errors = samples(metrics, "node_filesystem_device_error")
     assert errors and set(errors.values()) == {1.0}
 
@@ -133,7 +138,7 @@ def test_mount_escapes_duplicates_and_rootfs_prefix() -> None:
 def test_exclusions_follow_settings() -> None:
     collector = HostCollector(HostSettings(filesystem_mount_points_exclude="^/$",
                                            network_devices_exclude="^lo$",
-                                           disk_devices_exclude=".*"))
+                                           disk_devices_exclude=".*"), adjtimex=CLOCK)
     metrics = collector.collect(time.monotonic() + 5)
     assert "/" not in samples(metrics, "node_filesystem_size_bytes")
     assert "lo" not in samples(metrics, "node_network_receive_bytes", "device")
@@ -146,7 +151,7 @@ def test_missing_source_is_skipped_quietly(tmp_path: Path, caplog) -> None:  # t
     shutil.rmtree(Path(paths.procfs) / "pressure")
     for name in ("nf_conntrack_count", "nf_conntrack_max"):
         (Path(paths.procfs) / "sys" / "net" / "netfilter" / name).unlink()
-    metrics = HostCollector(HostSettings(), paths).collect(time.monotonic() + 5)
+    metrics = fixture_collector(paths=paths).collect(time.monotonic() + 5)
     success = samples(metrics, "node_scrape_collector_success", "collector")
     assert success["pressure"] == 0.0 and success["conntrack"] == 0.0
     assert success["meminfo"] == 1.0 and success["netdev"] == 1.0
@@ -159,7 +164,7 @@ def test_missing_source_is_skipped_quietly(tmp_path: Path, caplog) -> None:  # t
 def test_broken_source_fails_only_its_collector(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     paths = fixture_copy(tmp_path)
     (Path(paths.procfs) / "loadavg").write_text("garbage\n")
-    collector = HostCollector(HostSettings(), paths)
+    collector = fixture_collector(paths=paths)
     metrics = collector.collect(time.monotonic() + 5)
     success = samples(metrics, "node_scrape_collector_success", "collector")
     assert success["loadavg"] == 0.0
@@ -170,3 +175,34 @@ def test_broken_source_fails_only_its_collector(tmp_path: Path, caplog) -> None:
     assert len(caplog.records) == 1  # the same error is logged once, not every scrape
     durations = samples(metrics, "node_scrape_collector_duration_seconds", "collector")
     assert set(durations) == set(success) and all(v >= 0 for v in durations.values())
+
+
+def test_refused_adjtimex_fails_only_timex(caplog) -> None:  # type: ignore[no-untyped-def]
+    """A seccomp filter with SystemCallErrorNumber=EPERM (the systemd unit): timex reports
+    0 and says why, once; every other sub-collector carries on."""
+    collector = fixture_collector(adjtimex=refused_adjtimex(errno.EPERM))
+    for _ in range(2):
+        metrics = collector.collect(time.monotonic() + 5)
+    success = samples(metrics, "node_scrape_collector_success", "collector")
+    assert success["timex"] == 0.0 and success["meminfo"] == 1.0
+    assert not any(m.name.startswith("node_timex_") for m in metrics)
+    assert len(caplog.records) == 1
+    assert "seccomp" in caplog.records[0].getMessage()
+
+
+def test_readonly_comes_from_the_mount_table_not_statfs(tmp_path: Path) -> None:
+    """Under ProtectSystem=strict, or / bound read-only into a container at --path.rootfs,
+    statfs on the exporter's own view says read-only; the host's mount table (what
+    node_exporter reads) says rw. The filesystem alerts need the host's answer."""
+    real = os.statvfs
+
+    def read_only_view(path: str) -> os.statvfs_result:
+        st = real(path)
+        return os.statvfs_result((st.f_bsize, st.f_frsize, st.f_blocks, st.f_bfree,
+                                  st.f_bavail, st.f_files, st.f_ffree, st.f_favail,
+                                  st.f_flag | os.ST_RDONLY, st.f_namemax))
+
+    metrics = fixture_collector(paths=fixture_copy(tmp_path), statfs=read_only_view).collect(
+        time.monotonic() + 5)
+    readonly = samples(metrics, "node_filesystem_readonly")
+    assert readonly == {"/": 0.0, "/data": 1.0}  # proc/1/mounts: / rw, /data ro

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from exporter.collectors.host.collector import HostCollector
 from exporter.collectors.host.common import Paths
-from exporter.collectors.host.settings import HostSettings
 from exporter.metrics import Metric
 from tests.helpers.exporter import Samples, exporter_fixture
+from tests.helpers.host import fixture_collector
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "host"
 PATHS = Paths(str(FIXTURE / "proc"), str(FIXTURE / "sys"), str(FIXTURE / "rootfs"))
@@ -32,7 +31,7 @@ class _Families:
 @pytest.fixture(scope="module")
 def scraped() -> Samples:
     """One collection rendered as Prometheus text and parsed back, as a scraper sees it."""
-    metrics = HostCollector(HostSettings(), PATHS).collect(time.monotonic() + 5)
+    metrics = fixture_collector().collect(time.monotonic() + 5)
     return Samples.parse(generate_latest(_Families(metrics)).decode())
 
 
@@ -54,6 +53,12 @@ def scraped() -> Samples:
     ("node_load5", {}, 2.15),
     ("node_vmstat_pgfault", {}, 9291714),
     ("node_vmstat_oom_kill", {}, 0),
+    # timex: the captured clock state (adjtimex.json): µs -> s, ppm with a 16-bit fraction
+    ("node_timex_sync_status", {}, 1),
+    ("node_timex_offset_seconds", {}, -0.0015),
+    ("node_timex_frequency_adjustment_ratio", {}, 1 + 786432 / 65536e6),
+    ("node_timex_maxerror_seconds", {}, 0.016),
+    ("node_timex_tai_offset_seconds", {}, 37),
     # diskstats: sectors x 512, ms -> s
     ("node_disk_reads_completed_total", {"device": "vda"}, 59500),
     ("node_disk_read_bytes_total", {"device": "vda"}, 3206074 * 512),

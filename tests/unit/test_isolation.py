@@ -79,6 +79,37 @@ def test_guard_sees_pytest_itself_connecting_and_stops_watching() -> None:
     assert len(watcher.hits) == 1
 
 
+def test_guard_sees_a_child_process_on_a_unix_socket(tmp_path: Path) -> None:
+    """libpq without a host connects to /var/run/postgresql/.s.PGSQL.5432: the guard
+    watches the servers' default Unix sockets as it watches their ports."""
+    # Not the real name: the session's own watcher would count this test's socket.
+    path = str(tmp_path / ".s.PGSQL.65432")
+    with socket.socket(socket.AF_UNIX) as server, socket.socket(socket.AF_UNIX) as other:
+        server.bind(path)
+        server.listen(4)
+        other.bind(str(tmp_path / "other.sock"))
+        other.listen(4)
+        watcher = Watcher(ports=(), socket_names=(".s.PGSQL.65432",), socket_paths=(),
+                          interval=0.05).start()
+        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import socket, sys
+            a = socket.socket(socket.AF_UNIX); a.connect({path!r})
+            b = socket.socket(socket.AF_UNIX); b.connect({str(tmp_path / "other.sock")!r})
+            sys.stdin.read()
+            """)], stdin=subprocess.PIPE)
+        accepted = [server.accept()[0], other.accept()[0]]  # the server ends, as a server has
+        try:
+            wait_for(lambda: watcher.hits, timeout=30, what="the watcher to see the child")
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=10)
+            hits = watcher.stop()
+            for conn in accepted:
+                conn.close()
+    assert [(h.pid, h.port) for h in hits] == [(child.pid, 0)]
+
+
 def test_compare_reports_each_server() -> None:
     before = {"redis": {0: 1, 11: 2}, "rabbitmq": ["/", "guard-vhost"]}
     after = {"redis": {0: 1, 11: 0}, "rabbitmq": ["/", "guard-vhost"], "postgres": "x"}
@@ -114,3 +145,18 @@ def test_guard_fails_the_run(tmp_path: Path) -> None:
     assert "1 passed" in proc.stdout
     assert "guard: FAILED: the suite connected to the machine's servers" in proc.stdout
     assert "pytest (in-process)" in proc.stdout
+
+
+def test_failures_are_listed_whatever_report_option(tmp_path: Path) -> None:
+    """``scripts/test.sh -rs`` (skip reasons) replaced the configured ``-ra``, and the
+    summary then named no failure."""
+    (tmp_path / "test_fails.py").write_text("def test_fails() -> None:\n    assert 1 == 2\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           "-p", "tests.conftest", "--rootdir", str(tmp_path),
+                           str(tmp_path / "test_fails.py")],
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO),
+                               "STACKMON_TEST_GUARD": "off"},
+                          cwd=tmp_path, timeout=240)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "FAILED test_fails.py::test_fails" in proc.stdout, proc.stdout[-3000:]

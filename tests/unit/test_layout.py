@@ -5,12 +5,13 @@ host-only exporter never loads a backend driver."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from exporter.collectors import COLLECTORS, SECTIONS
-from tests.helpers.exporter import REPO
+from tests.helpers.exporter import REPO, free_port
 
 EXPORTER = Path(REPO) / "exporter"
 DRIVERS = ("psycopg", "redis", "celery", "kombu")
@@ -62,19 +63,27 @@ def test_host_only_exporter_loads_no_backend_driver() -> None:
     """Building and running the default (host-only) collectors imports none of the
     drivers; enabling postgres does import psycopg, so the check can fail."""
     script = (
-        "import sys, time\n"
+        "import contextlib, os, sys, time\n"
         "from exporter import cli\n"
-        "cfg = cli.parse(sys.argv[1:], {})\n"
+        "env = {k: v for k, v in os.environ.items() if k.startswith('STACKMON_')}\n"
+        "cfg = cli.parse(sys.argv[1:], env)\n"
         "main, probes = cli.build_collectors(cfg)\n"
-        "for c in main: c.collect(time.monotonic() + 10)\n"
+        "for c in main:\n"
+        "    with contextlib.suppress(Exception):  # a refused connection: pg_up 0\n"
+        "        c.collect(time.monotonic() + 10)\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {DRIVERS!r}))\n"
     )
+    # Hermetic: without a DSN libpq would try the machine's own server on its default
+    # Unix socket; a closed loopback port fails at once (the collector reports pg_up 0).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STACKMON_", "PG"))}
     host_only = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                               timeout=60, cwd=REPO, check=True)
+                               timeout=60, cwd=REPO, check=True, env=env)
     assert host_only.stdout.strip() == "[]", host_only.stdout
+    closed = f"host=127.0.0.1 port={free_port()} connect_timeout=2"
     with_pg = subprocess.run([sys.executable, "-c", script, "--no-collector.host",
                               "--collector.postgres"], capture_output=True, text=True,
-                             timeout=60, cwd=REPO, check=True)
+                             timeout=60, cwd=REPO, check=True,
+                             env={**env, "STACKMON_POSTGRES_DSN": closed})
     assert "psycopg" in with_pg.stdout
 
 

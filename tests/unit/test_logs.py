@@ -12,6 +12,7 @@ from exporter import logs
 from exporter.collectors.celery.broker import make_app
 from exporter.collectors.celery.events import EventReceiverThread, EventState
 from exporter.collectors.celery.settings import CelerySettings
+from tests.helpers import logfmt
 from tests.helpers.exporter import free_port, wait_for
 
 # key=value or key="escaped value", space separated, nothing else.
@@ -115,3 +116,74 @@ def test_import_error_is_not_a_lost_broker(caplog: pytest.LogCaptureFixture) -> 
     assert "No module named" in caplog.text
     assert "lost the broker" not in caplog.text
     assert caplog.text.count("event receiver failed") == 1  # not once per attempt
+
+
+@pytest.mark.parametrize(("logger", "text"), [
+    ("kombu.mixins", "Connected to redis://127.0.0.1:6379/11"),
+    ("celery.app.trace", 'Task t[1] raised: ValueError("x = 1")\nline two'),
+    ("py.warnings", "x.py:1: DeprecationWarning: old\n  warn()"),
+])
+def test_library_loggers_write_one_strict_record(logger: str, text: str) -> None:
+    """Libraries log prose, not fields: their message becomes the msg value, whole."""
+    rec = logging.LogRecord(logger, logging.INFO, __file__, 1, "%s", (text,), None)
+    fields = logfmt.check_record(logs.RedactingFormatter().format(rec))
+    assert (fields["logger"], fields["msg"]) == (logger, text)
+
+
+def test_own_records_with_spaces_in_values_are_strict() -> None:
+    """The lines the issue found unparsable, as the code now writes them."""
+    formatter = logs.RedactingFormatter()
+    for rec in (
+        record('collector=postgres target=%s msg="connected" server_version="%s"', "default",
+               "15.20 (Debian 15.20-0+deb12u1)"),
+        record('collector=host subcollector=%s msg="collect failed" err="%s"', "timex",
+               "PermissionError: [Errno 1] Operation not permitted"),
+    ):
+        fields = logfmt.check_record(formatter.format(rec))
+        assert fields["msg"] in ("connected", "collect failed")
+
+
+def test_control_characters_are_escaped_and_read_back() -> None:
+    """libpq indents its hint with a tab ("...refused\n\tIs the server running"); a
+    server's message may hold any control character."""
+    err = 'port 1 failed: Connection refused\n\tIs the server running on "h"?\x01\x7f'
+    line = logs.RedactingFormatter().format(record('msg="collect failed" err="%s"', err))
+    assert logfmt.check_record(line)["err"] == err
+
+
+@pytest.mark.parametrize("line", [
+    'ts=1 level=info logger=x msg="a" server_version=15.20 (Debian)',  # unquoted space
+    "ts=1 level=info logger=kombu.mixins Connected to redis://h:6379//",  # no msg=
+    'ts=1 level=info logger=x msg="a" msg="b"',  # repeated key
+    "ts=1 level=info logger=x",  # no msg
+    'ts=1 level=loud logger=x msg="a"',  # not a level
+    'ts=1 level=info logger=x msg="a"  n=1',  # two spaces
+    'ts=1 level=info logger=x msg="a\\x"',  # an escape logfmt readers do not know
+])
+def test_strict_parser_refuses(line: str) -> None:
+    with pytest.raises(ValueError):
+        logfmt.check_record(line)
+
+
+def test_uncaught_thread_exception_is_one_record(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    saved = threading.excepthook
+    try:
+        logs.setup("info")
+
+        def boom() -> None:
+            raise RuntimeError("first\nsecond")
+
+        thread = threading.Thread(target=boom, name="worker-1")
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook = saved
+        logging.captureWarnings(False)
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    fields = logfmt.check_record(lines[0])
+    assert fields["thread"] == "worker-1" and "RuntimeError: first" in fields["exc"]

@@ -26,6 +26,7 @@ from exporter.collectors.redis.collector import (
     parse_kv,
 )
 from exporter.secrets import has_password
+from tests.helpers.exporter import REPO
 
 REDIS6_INFO = (
     "# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\nrun_id:abc\r\n"
@@ -259,3 +260,14 @@ def test_transient_error_on_slowlog_is_not_permanent(fake: Callable[[Reply], Fak
     assert "redis_slowlog_last_id" not in second and "redis_config_io_threads" not in second
     # Without CONFIG, only the databases the keyspace section lists.
     assert [k for k in second if k.startswith("redis_db_keys{")] == ["redis_db_keys{db0}"]
+
+
+def test_the_acl_is_written_once_from_the_commands_sent() -> None:
+    """docs/redis.md's ACL line is made from the collector's list of commands, and no other
+    page keeps a copy to drift (docs/security.md's lacked +slowlog|get +cluster|info)."""
+    from exporter.collectors.redis.collector import acl_rules
+
+    assert acl_rules() == "-@all +info +slowlog|len +slowlog|get +cluster|info +config|get"
+    lines = [(path.name, line) for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+             for line in path.read_text().splitlines() if line.startswith("ACL SETUSER")]
+    assert lines == [("redis.md", f"ACL SETUSER stackmon on >CHANGE-ME {acl_rules()}")]

@@ -166,6 +166,12 @@ class CeleryCollector(Collector):
                        else 0.0)]
 
     def close(self) -> None:
+        # Both threads may be in broker I/O: the receiver looks at its flag once a second,
+        # the inspector between broadcasts (with no worker to answer, each waits the whole
+        # inspect_timeout_seconds). Ask both before waiting for either, so that a SIGTERM
+        # ends the exporter in about a second, well within `docker stop`'s grace.
+        self.receiver.request_stop()
+        self.inspector.request_stop()
         self.receiver.stop()
         self.inspector.stop()
         self.queues.close()

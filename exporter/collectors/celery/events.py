@@ -817,11 +817,15 @@ class EventReceiverThread:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end (it checks once a second); stop() also waits for it."""
         self._stop.set()
         receiver = self._receiver
         if receiver is not None:
             receiver.should_stop = True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)

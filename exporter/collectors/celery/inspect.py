@@ -57,8 +57,12 @@ class InspectPoller:
         self._thread = threading.Thread(target=self._run, name="celery-inspect", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end after the broadcast it waits for; stop() also waits."""
         self._stop.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -66,6 +70,8 @@ class InspectPoller:
         while not self._stop.is_set():
             try:
                 self.refresh()
+                if self._stop.is_set():
+                    break  # a round cut short by close() says nothing
                 self.ok = True
                 self._failures.ok("collector=celery part=inspect")
             except Exception as err:
@@ -86,6 +92,8 @@ class InspectPoller:
             inspect = self.app.control.inspect(timeout=timeout, connection=conn,
                                                limit=expected or None)
             for method in INSPECT_METHODS:
+                if self._stop.is_set():  # each broadcast may wait inspect_timeout_seconds
+                    return
                 for host, reply in (getattr(inspect, method)() or {}).items():
                     replies.setdefault(host, {})[method] = reply
         workers: dict[str, dict[str, Any]] = {}

@@ -44,7 +44,7 @@ from exporter.collectors.host.softnet import Softnet
 from exporter.collectors.host.stat import Stat
 from exporter.collectors.host.textfile import Textfile
 from exporter.collectors.host.time import Time
-from exporter.collectors.host.timex import Timex
+from exporter.collectors.host.timex import AdjtimexFn, Timex
 from exporter.collectors.host.udp_queues import UdpQueues
 from exporter.collectors.host.uname import Uname
 from exporter.collectors.host.vmstat import Vmstat
@@ -62,8 +62,9 @@ class HostCollector(Collector):
     name = "host"
 
     def __init__(self, settings: HostSettings, paths: Paths | None = None,
-                 statfs: StatFn = os.statvfs) -> None:
-        """``paths`` overrides the settings' roots (tests)."""
+                 statfs: StatFn = os.statvfs, adjtimex: AdjtimexFn | None = None) -> None:
+        """``paths`` overrides the settings' roots, ``statfs`` and ``adjtimex`` the system
+        calls (tests)."""
         self.paths = paths or Paths(settings.procfs, settings.sysfs, settings.rootfs)
         self.files = Files()
         p, f = self.paths, self.files
@@ -76,7 +77,7 @@ class HostCollector(Collector):
             self.filesystem, Loadavg(p, f), Meminfo(p, f), Netclass(p, f),
             Netdev(p, f, settings.network_devices_exclude), Netstat(p, f), Os(p, f),
             Pressure(p, f), Selinux(p, f), Sockstat(p, f), Softnet(p, f), Stat(p, f),
-            Textfile(p, f), Time(p, f), Timex(p, f), UdpQueues(p, f), Uname(p, f),
+            Textfile(p, f), Time(p, f), Timex(p, f, adjtimex), UdpQueues(p, f), Uname(p, f),
             Vmstat(p, f),
         ]
         self._labels = {c.name: {"collector": c.name} for c in self.subcollectors}
@@ -100,7 +101,8 @@ class HostCollector(Collector):
                 ok = 0.0
                 message = f"{type(err).__name__}: {err}"
                 if self._errors.get(sub.name) != message:
-                    log.warning("host collector %s failed: %s", sub.name, message)
+                    log.warning('collector=host subcollector=%s msg="collect failed" err="%s"',
+                                sub.name, message)
                     self._errors[sub.name] = message
             lbl = self._labels[sub.name]
             duration.samples.append(Sample(DURATION, lbl, time.perf_counter() - start))

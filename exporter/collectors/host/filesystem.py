@@ -194,6 +194,7 @@ class Filesystem(SubCollector):
             avail(Sample(FAMILIES[2][0], lbl, st.f_bavail * bsize))
             files(Sample(FAMILIES[3][0], lbl, float(st.f_files)))
             files_free(Sample(FAMILIES[4][0], lbl, float(st.f_ffree)))
-            ro = m.readonly or bool(st.f_flag & os.ST_RDONLY)
-            readonly(Sample(FAMILIES[5][0], lbl, 1.0 if ro else 0.0))
+            # From the host's mount table, as node_exporter: statfs's ST_RDONLY describes
+            # the exporter's own view, read-only under ProtectSystem=strict or a ro bind.
+            readonly(Sample(FAMILIES[5][0], lbl, 1.0 if m.readonly else 0.0))
         return [*families, error]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from collections.abc import Callable
+from errno import EPERM
 from typing import Any
 
-from exporter.collectors.host.common import NoData, SubCollector, single
+from exporter.collectors.host.common import Files, NoData, Paths, SubCollector, single
 from exporter.metrics import Metric
 
 TIME_ERROR = 5  # clock not synchronised
@@ -41,9 +43,12 @@ class _Timex(ctypes.Structure):
 
 
 AdjtimexFn = Callable[[Any], int]
+"""adjtimex(2) as ctypes calls it: takes ``byref(_Timex())``, returns the clock state."""
 
 
-def _adjtimex() -> AdjtimexFn | None:
+@functools.cache
+def libc_adjtimex() -> AdjtimexFn | None:
+    """The C library's adjtimex, looked up once."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name or "libc.so.6", use_errno=True)
     fn: AdjtimexFn | None = getattr(libc, "adjtimex", None)
@@ -52,18 +57,28 @@ def _adjtimex() -> AdjtimexFn | None:
 
 class Timex(SubCollector):
     name = "timex"
-    _call: AdjtimexFn | None = None
+
+    def __init__(self, paths: Paths, files: Files, adjtimex: AdjtimexFn | None = None) -> None:
+        """``adjtimex`` replaces the C library's call (tests: a captured clock state)."""
+        super().__init__(paths, files)
+        self.adjtimex = adjtimex
 
     def collect(self) -> list[Metric]:
-        if Timex._call is None:
-            Timex._call = _adjtimex()
-        call = Timex._call
+        call = self.adjtimex or libc_adjtimex()
         if call is None:
             raise NoData("adjtimex")
         tx = _Timex()
         state = call(ctypes.byref(tx))
         if state < 0:
-            raise OSError(ctypes.get_errno(), "adjtimex")
+            errno = ctypes.get_errno()
+            if errno == EPERM:
+                # Only a seccomp filter refuses a read-only call (modes = 0): systemd's
+                # ProtectClock= or a SystemCallFilter= without @clock, a container runtime's
+                # profile. The clock series (node-mixin's clock alerts) stay absent.
+                raise PermissionError(errno, "adjtimex refused by a seccomp filter (systemd "
+                                             "ProtectClock=yes or SystemCallFilter=; see "
+                                             "docs/host.md)")
+            raise OSError(errno, "adjtimex")
         div = 1e9 if tx.status & STA_NANO else 1e6
         values = (
             ("node_timex_offset_seconds",

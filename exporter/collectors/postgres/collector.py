@@ -292,7 +292,7 @@ class PostgresCollector(Collector):
         except BaseException:
             conn.close()
             raise
-        log.info('collector=postgres target=%s msg="connected" server_version=%s', self.target,
+        log.info('collector=postgres target=%s msg="connected" server_version="%s"', self.target,
                  conn.info.parameter_status("server_version"))
         return conn
 

@@ -67,7 +67,7 @@ NO_CLIENT_SETINFO: dict[str, Any] = (
     {"driver_info": None} if importlib.util.find_spec("redis.driver_info")  # redis-py >= 8
     else {"lib_name": None, "lib_version": None})
 
-# The commands the collector sends (docs/redis.md lists the ACL that allows exactly these).
+# The commands the collector sends (SENT; acl_rules() is the ACL that allows exactly these).
 INFO_ALL = ("INFO", "ALL")
 INFO_SECTIONS = ("INFO", "server", "clients", "memory", "persistence", "stats",
                  "replication", "cpu", "commandstats", "errorstats", "cluster",
@@ -78,7 +78,25 @@ CLUSTER_INFO = ("CLUSTER", "INFO")  # cluster nodes only (INFO said cluster_enab
 CONFIG_GET_MAXCLIENTS = ("CONFIG", "GET", "maxclients")  # Redis < 7.0 only
 CONFIG_GET_DATABASES = ("CONFIG", "GET", "databases")  # once per connection
 CONFIG_GET_IO_THREADS = ("CONFIG", "GET", "io-threads")  # once per connection (fixed at start)
+SENT = (INFO_ALL, INFO_SECTIONS, SLOWLOG_LEN, SLOWLOG_GET, CLUSTER_INFO, CONFIG_GET_MAXCLIENTS,
+        CONFIG_GET_DATABASES, CONFIG_GET_IO_THREADS)
 UNKNOWN_DATABASES = 0  # CONFIG GET databases answered nothing usable: keyspace only
+
+
+def acl_rules() -> str:
+    """The Redis ACL rules that allow exactly what the collector sends (docs/redis.md):
+
+    >>> acl_rules()
+    '-@all +info +slowlog|len +slowlog|get +cluster|info +config|get'
+    """
+    rules = ["-@all"]
+    for cmd in SENT:
+        # A command with subcommands is allowed per subcommand; INFO's arguments are
+        # section names, which ACLs do not restrict.
+        rule = "+" + (cmd[0] if cmd[0] == "INFO" else f"{cmd[0]}|{cmd[1]}").lower()
+        if rule not in rules:
+            rules.append(rule)
+    return " ".join(rules)
 SERVICE = "redis"
 
 # INFO field -> (metric name, help); gauges and counters read straight from INFO.

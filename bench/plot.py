@@ -266,10 +266,11 @@ def plot_celery_anchors(doc: dict[str, Any], path: Path) -> None:
         steps = alone[name]["steps"]
         ax.plot([s["offered"] for s in steps], [s["cpu_ms_per_1k"] for s in steps], "-o",
                 color=COLOURS.get(name, "tab:gray"), label=name)
-        lossy = [s for s in steps if s["lost"] > 0]
+        lossy = [s for s in steps if s["lost"] > 0 or not s.get("kept_up", 1)]
         ax.plot([s["offered"] for s in lossy], [s["cpu_ms_per_1k"] for s in lossy], "x",
                 color="black", markersize=10)
-    ax.set_title("exporter CPU ms per 1,000 events (x: events lost)", fontsize=10)
+    ax.set_title("exporter CPU ms per 1,000 events (x: lost events or fell behind)",
+                 fontsize=10)
     ax.set_xlabel("offered events/s")
     ax.legend(fontsize=8)
     for ax, key, label, log in (

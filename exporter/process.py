@@ -1,10 +1,14 @@
-"""The exporter's own ``process_*`` metrics, as prometheus_client's ProcessCollector
-writes them (same names, HELP and order), read with plain system calls.
+"""The exporter's own process metrics: prometheus_client's (same names, HELP and order),
+plus the one the Go exporters' process collector has and it lacks.
 
-prometheus_client's collector would load its whole package (and ``ssl``) into a host-only
-exporter, and reads /proc/self/limits on every scrape for a limit that ``getrlimit`` gives.
+They are read here with plain system calls: prometheus_client's collector would load its
+whole package (and ``ssl``) into a host-only exporter (bench/RESULTS.md, "Memory").
 
-Sample output::
+``process_virtual_memory_max_bytes`` is the soft address-space limit (``ulimit -v``,
+RLIMIT_AS) from ``/proc/self/limits``, read as prometheus/procfs reads it: "unlimited"
+is 2^64 - 1, which node_exporter and postgres_exporter print as 1.8446744073709552e+19.
+Node Exporter Full's "Exporter Processes Memory" panel plots it beside
+``process_virtual_memory_bytes``.  Sample output::
 
     process_virtual_memory_bytes 1.2e+08
     process_resident_memory_bytes 2.3e+07
@@ -12,14 +16,32 @@ Sample output::
     process_cpu_seconds_total 1.5
     process_open_fds 9.0
     process_max_fds 1024.0
+    process_virtual_memory_max_bytes 1.8446744073709552e+19
 """
 
 from __future__ import annotations
 
 import os
+import re
 import resource
 
 from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+
+UNLIMITED = float(2**64 - 1)  # procfs's value for "unlimited"
+# "Max address space         unlimited            unlimited            bytes"
+ADDRESS_SPACE = re.compile(r"^Max address space\s{2,}(\w+)\s+\w+", re.M)
+
+
+def address_space_limit(limits_text: str) -> float | None:
+    """The soft limit of the ``Max address space`` row, or None without one."""
+    found = ADDRESS_SPACE.search(limits_text)
+    if found is None:
+        return None
+    soft = found.group(1)
+    if soft == "unlimited":
+        return UNLIMITED
+    return float(int(soft)) if soft.isdigit() else None
+
 
 M_ARENA_MAX = -8  # glibc's malloc.h
 MALLOC_ARENAS = 2
@@ -46,6 +68,7 @@ class ProcessMetrics:
     """``collect()`` returns this process's families; empty without a readable /proc."""
 
     def __init__(self, proc: str = "/proc") -> None:
+        self._limits = os.path.join(proc, "self", "limits")
         self._stat = os.path.join(proc, "self", "stat")
         self._fd = os.path.join(proc, "self", "fd")
         self._ticks = float(os.sysconf("SC_CLK_TCK"))
@@ -60,6 +83,22 @@ class ProcessMetrics:
             pass
 
     def collect(self) -> list[Metric]:
+        return self._client() + self._address_space()
+
+    def _address_space(self) -> list[Metric]:
+        try:
+            with open(self._limits) as f:
+                limit = address_space_limit(f.read())
+        except OSError:
+            limit = None  # as the Go collector: no limits file, no series
+        if limit is None:
+            return []
+        return [GaugeMetricFamily("process_virtual_memory_max_bytes",
+                                  "Maximum amount of virtual memory available in bytes.",
+                                  value=limit)]
+
+    def _client(self) -> list[Metric]:
+        """What prometheus_client's ProcessCollector gives."""
         if not self._btime:
             return []
         result: list[Metric] = []

@@ -38,8 +38,10 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*)
 # Any userinfo of a URL-looking text: everything between :// and the last @ of the
 # authority part, for error messages where over-redaction is harmless.
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^\s]*@", re.I)
-# password=... in libpq key/value strings.
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.I)
+# password=... in libpq key/value strings.  A value already redacted is left as it is:
+# a second pass (fail() redacts the line show() built) would take the closing '"]' of a
+# quoted list with it.
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)(?!<redacted>)('(?:[^'\\]|\\.)*'?|\S+)", re.I)
 
 
 def read_secret_file(path: str, key: str) -> str:

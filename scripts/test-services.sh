@@ -16,6 +16,8 @@ command -v prometheus-node-exporter >/dev/null || need_apt+=(prometheus-node-exp
 command -v prometheus-postgres-exporter >/dev/null || need_apt+=(prometheus-postgres-exporter)
 command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)
 command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+# A second consumer beside Prometheus, scraping and receiving remote_write (tests/e2e/).
+command -v victoria-metrics >/dev/null || need_apt+=(victoria-metrics)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)

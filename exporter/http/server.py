@@ -35,7 +35,7 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from exporter import __version__
 from exporter.collectors.base import CollectorSet
-from exporter.http.exposition import render_text
+from exporter.http.exposition import render_openmetrics, render_text
 from exporter.http.webconfig import WebConfig
 from exporter.metrics import Metric
 from exporter.settings import ConfigError, parse_listen_address
@@ -75,18 +75,54 @@ def scrape_deadline(environ: Environ, timeout: float, offset: float) -> float:
     return time.monotonic() + budget
 
 
-def plain_text(accept: str) -> bool:
-    """True when prometheus_client's ``choose_encoder`` would pick the 0.0.4 text format:
-    no OpenMetrics and no ``text/plain`` of another version (escaping) in ``accept``."""
+OPENMETRICS = "application/openmetrics-text"
+OPENMETRICS_1 = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+# Name escapings prometheus_client accepts in an Accept header; others mean "underscores".
+ESCAPINGS = ("allow-utf-8", "underscores", "dots", "values")
+
+
+def _param(tokens: list[str], key: str) -> str:
+    """The first ``key=value`` parameter's value, read as prometheus_client reads it."""
+    for token in tokens:
+        if "=" in token:
+            name, value = token.strip().split("=", 1)
+            if name == key:
+                return value
+    return ""
+
+
+def negotiate(accept: str) -> tuple[str, str] | None:
+    """("text" or "openmetrics", Content-Type) as prometheus_client's ``choose_encoder``
+    picks them, for the Accept headers Prometheus and curl send; None for anything else
+    (a version above 1.0.0, a name escaping that rewrites names), which is left to it.
+
+    >>> negotiate("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4")[1]
+    'application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores'
+    >>> negotiate("text/plain;version=0.0.4;q=1,*/*;q=0.1")
+    ('text', 'text/plain; version=0.0.4; charset=utf-8')
+    """
     for accepted in accept.split(","):
-        mime, *params = accepted.split(";")
-        mime = mime.strip()
-        if mime == "application/openmetrics-text":
-            return False
-        if mime == "text/plain" and any(p.strip().startswith("version=")
-                                        and p.strip() != "version=0.0.4" for p in params):
-            return False
-    return True
+        tokens = accepted.split(";")
+        mime = tokens[0].strip()
+        if mime not in (OPENMETRICS, "text/plain"):
+            continue
+        version = _param(tokens, "version")
+        if mime == "text/plain":
+            if version in ("", "0.0.4"):
+                continue  # prometheus_client goes on looking, then writes 0.0.4
+            return None
+        if not version:
+            return "openmetrics", OPENMETRICS_1
+        if version == "1.0.0":
+            escaping = _param(tokens, "escaping")
+            escaping = escaping if escaping in ESCAPINGS else "underscores"
+            if escaping not in ("allow-utf-8", "underscores"):
+                return None
+            return "openmetrics", f"{OPENMETRICS_1}; escaping={escaping}"
+        if version in ("0.0.1",):
+            continue  # below 1.0.0: prometheus_client goes on looking
+        return None
+    return "text", TEXT_CONTENT_TYPE
 
 
 class App:
@@ -176,15 +212,25 @@ class App:
         deadline = scrape_deadline(environ, self.timeout, self.timeout_offset)
         metrics = collectors.collect(deadline)
         accept = environ.get("HTTP_ACCEPT", "")
-        if plain_text(accept):
-            # The text format from our own writer: same bytes, less than half the CPU.
-            body, content_type = render_text(metrics), TEXT_CONTENT_TYPE
-        else:
-            # prometheus_client only now: importing it loads ssl (12 MB; bench/RESULTS.md).
-            from prometheus_client.exposition import choose_encoder
+        chosen = negotiate(accept)
+        if chosen is None:  # an Accept header beyond the common ones: prometheus_client's
+            # choice, imported only now (it loads ssl: 12 MB; bench/RESULTS.md, "Memory")
+            from prometheus_client.exposition import choose_encoder, generate_latest
 
             encoder, content_type = choose_encoder(accept)
-            body = encoder(_Families(metrics))  # type: ignore[arg-type]
+            if encoder is generate_latest:
+                body = render_text(metrics)
+            elif content_type.startswith("application/openmetrics-text"):
+                body = render_openmetrics(metrics, content_type,
+                                          encoder)  # type: ignore[arg-type]
+            else:
+                body = encoder(_Families(metrics))  # type: ignore[arg-type]
+        elif chosen[0] == "text":
+            # The text format from our own writer: same bytes, less than half the CPU.
+            body, content_type = render_text(metrics), chosen[1]
+        else:
+            content_type = chosen[1]
+            body = render_openmetrics(metrics, content_type)
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)

@@ -1,5 +1,5 @@
 """What the parity tests against the anchors (node_exporter, postgres_exporter,
-redis_exporter) share: a scrape read as written, and the reviewed allow-list.
+redis_exporter, Flower) share: a scrape read as written, and the reviewed allow-list.
 
     >>> Scrape.parse('# TYPE pg_x counter\\npg_x{a="1"} 3\\n').samples
     {'pg_x': [({'a': '1'}, 3.0)]}
@@ -79,7 +79,7 @@ def allowlist(section: str, path: Path = ALLOWLIST) -> dict[str, str]:
         stripped = line.strip()
         if stripped.startswith("#"):
             words = stripped[1:].split()
-            if len(words) == 1 and words[0].endswith("_exporter"):
+            if len(words) == 1 and (words[0].endswith("_exporter") or words[0] == "flower"):
                 current = words[0]
             continue
         if stripped and current == section:

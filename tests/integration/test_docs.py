@@ -12,7 +12,7 @@ from tests.helpers.docs import metrics_reference
 from tests.helpers.exporter import REPO, Exporter
 
 SKIP_PREFIXES = ("process_", "python_")
-METRIC = re.compile(r"`((?:node|stackmon|pg|redis|celery|nginx)_[a-zA-Z0-9_]+\*?)`")
+METRIC = re.compile(r"`((?:node|stackmon|pg|redis|celery|flower|nginx)_[a-zA-Z0-9_]+\*?)`")
 
 
 def reference() -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.exporter import Exporter, Samples, promtool_complaints, start_exporter, wait_for
+from tests.helpers.openmetrics import scrape_openmetrics, strict_families
 from tests.helpers.pgcluster import Cluster, scrape_with_replay_lag, wait_streaming
 from tests.integration.test_postgres import SINCE_16, SINCE_18, documented_names, emitted_names
 
@@ -247,6 +248,13 @@ def test_promtool_full_scrape(exporter: Exporter) -> None:
         status, _, body = exporter.get(path)
         assert status == 200
         assert promtool_complaints(body.decode()) == []
+
+
+def test_every_body_is_strict_openmetrics(exporter: Exporter) -> None:
+    """Replication, pg_stat_statements, partial permissions, failed logins: still valid."""
+    for target in ("", "standby", "monitor", "limited", "badpw", "goodpw"):
+        path = f"/probe?target={target}" if target else "/metrics"
+        strict_families(scrape_openmetrics(exporter, path, gzipped=bool(target)))
 
 
 def test_docs_config_keys_match_schema() -> None:

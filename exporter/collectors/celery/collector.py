@@ -41,6 +41,7 @@ from collections import Counter
 from exporter.collectors.base import Collector, service_families
 from exporter.collectors.celery.broker import QueueReader, make_app
 from exporter.collectors.celery.events import EventReceiverThread, EventState, node_host
+from exporter.collectors.celery.flower import FlowerMetrics
 from exporter.collectors.celery.inspect import InspectPoller, InspectSnapshot
 from exporter.collectors.celery.settings import CelerySettings
 from exporter.metrics import GaugeMetricFamily, Metric
@@ -58,6 +59,7 @@ class CeleryCollector(Collector):
         self.settings = settings
         self.app = make_app(settings)
         self.state = EventState(settings)
+        self.flower = FlowerMetrics(self.state) if settings.flower_metrics else None
         self.receiver = EventReceiverThread(self.app, self.state, settings)
         self.inspector = InspectPoller(self.app, settings, self.state)
         self.queues = QueueReader(self.app, settings)
@@ -113,6 +115,8 @@ class CeleryCollector(Collector):
 
     def _background_metrics(self) -> list[Metric]:
         out = self.state.metrics()
+        if self.flower is not None:
+            out += self.flower.metrics()
         out += self.receiver.metrics()
         out += self._inspect_metrics()
         return out

@@ -220,6 +220,8 @@ class EventState:
         self.events_total = 0
         self.last_event_time = 0.0
         self._next_purge = 0.0
+        # Further consumers of every event (flower.py), called under the lock after ours.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "task-sent": self._task_sent,
             "task-received": self._task_received,
@@ -242,12 +244,14 @@ class EventState:
         with self.lock:
             self.events_total += 1
             self.last_event_time = time.time()
-            if handler is not None:
-                try:
+            try:
+                if handler is not None:
                     handler(event)
-                except (TypeError, ValueError, AttributeError):
-                    # A malformed event must not cost a reconnect: count it and go on.
-                    self.overflow["bad_event"] += 1
+                for listener in self.listeners:
+                    listener(event)
+            except (TypeError, ValueError, AttributeError):
+                # A malformed event must not cost a reconnect: count it and go on.
+                self.overflow["bad_event"] += 1
 
     def _capped(self, value: Any, seen: set[str], cap: int, kind: str) -> str:
         """``value`` as a label value, or OVERFLOW once ``cap`` distinct values were seen."""

@@ -12,7 +12,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import ClassVar
 
-from exporter.secrets import read_secret_file
+from exporter.secrets import read_secret_file, show
 from exporter.settings import SettingError, setting
 
 CELERY_BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
@@ -33,6 +33,31 @@ def _check_bucket(value: str) -> str | None:
     if not 0 < bound < float("inf"):
         return "a positive finite number"
     return None
+
+
+def _check_broker_url(url: str, parts: urllib.parse.SplitResult) -> None:
+    """What kombu reads from the broker URL only when it connects: a Redis database
+    number, and the query options (``?heartbeat=30``).  The URL is never quoted: it may
+    carry a password."""
+    database = urllib.parse.unquote(parts.path).lstrip("/")
+    if parts.scheme.lower() in ("redis", "rediss") and database and not database.isdigit():
+        raise SettingError("broker_url", f"database {show(database)} after the host, expected "
+                           "a number, e.g. redis://127.0.0.1:6379/0")
+    from kombu.connection import Connection  # only where a broker is configured
+
+    try:
+        connection = Connection(url)  # type: ignore[no-untyped-call]  # parses, no connect
+        if connection.connect_timeout is not None:
+            float(connection.connect_timeout)
+    except TypeError as err:  # an option kombu does not take
+        option = str(err).rpartition(" ")[2]
+        raise SettingError("broker_url", f"option {option} in the query string, expected "
+                           "only options kombu takes (e.g. heartbeat, connect_timeout, "
+                           "ssl_cert_reqs)") from None
+    except (ValueError, KeyError) as err:  # float("abc"), ssl_cert_reqs=bogus
+        detail = f"unknown value {err}" if isinstance(err, KeyError) else str(err)
+        raise SettingError("broker_url", f"a query option kombu cannot read ({detail}), "
+                           "expected option values kombu accepts") from None
 
 
 @dataclass(frozen=True)
@@ -67,13 +92,18 @@ class CelerySettings:
         min=100, max=10000000)
     runtime_buckets: tuple[str, ...] = setting(
         tuple(str(b) for b in CELERY_RUNTIME_BUCKETS),
-        "celery_task_runtime histogram buckets (seconds)", check=_check_bucket)
+        "celery_task_runtime (and flower_task_runtime_seconds) histogram buckets (seconds)",
+        check=_check_bucket)
     queue_wait_buckets: tuple[str, ...] = setting(
         tuple(str(b) for b in CELERY_QUEUE_WAIT_BUCKETS),
         "celery_task_queue_wait_time histogram buckets (seconds)", check=_check_bucket)
     task_hostname_label: bool = setting(
         True, "the hostname label of the task series holds the sending or executing host; "
         "false: hostname=\"generic\" in every task series (one series per task and queue)")
+    flower_metrics: bool = setting(
+        False, "also export Flower's metric families (flower_events_total, "
+        "flower_worker_online, flower_task_runtime_seconds, ...) with Flower's names and "
+        "labels, from the same event stream")
     max_task_hostnames: int = setting(
         200, "distinct hostname label values in the task series; the rest become "
         "\"__other__\"", min=1, max=100000)
@@ -103,10 +133,12 @@ class CelerySettings:
                 raise SettingError("broker_url", "expected a URL with one of the schemes "
                                    + ", ".join(CELERY_BROKER_SCHEMES))
             try:
-                urllib.parse.urlsplit(self.broker_url).port  # noqa: B018 - validates the port
+                parts = urllib.parse.urlsplit(self.broker_url)
+                parts.port  # noqa: B018 - validates the port
             except ValueError:
                 raise SettingError("broker_url", "expected a port between 1 and 65535 "
                                    "after the host") from None
+            _check_broker_url(self.broker_url, parts)
         if self.broker_password_file is not None:
             if self.broker_url is None:
                 raise SettingError("broker_password_file", "needs celery.broker_url as well")

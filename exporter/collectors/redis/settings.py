@@ -34,7 +34,30 @@ def _check_redis_url(value: str) -> str | None:
         return "a host in the URL, e.g. redis://127.0.0.1:6379"
     if port == 0:
         return "a port between 1 and 65535"
+    database = urllib.parse.unquote(parts.path).replace("/", "")
+    if database and not database.isdigit():
+        return "a database number after the host, e.g. redis://127.0.0.1:6379/0"
     return None
+
+
+def _check_redis_options(value: str) -> str | None:
+    """The URL's query options, as redis-py will read them at the first connect."""
+    import redis  # only where a Redis URL is configured
+    from redis.connection import Connection, parse_url
+
+    try:
+        kw = parse_url(value)  # type: ignore[no-untyped-call]
+        kw.pop("connection_class", Connection)(**kw)  # builds, does not connect
+    except TypeError as err:  # an option redis-py's connection does not take
+        option = str(err).rpartition(" ")[2]
+        return f"only options redis-py takes in the query string, not {option}"
+    except (ValueError, redis.RedisError) as err:  # "Invalid value for 'db' ..."
+        return f"valid query options ({err})"
+    return None
+
+
+def _check_url(value: str) -> str | None:
+    return _check_redis_url(value) or _check_redis_options(value)
 
 
 
@@ -43,7 +66,7 @@ class RedisTarget:
     """One named Redis served on ``/probe?target=<name>``."""
 
     name: str = setting(help="target name for /probe?target=<name>", check=check_target_name)
-    url: str = setting(help="redis://, rediss:// or unix:// URL", check=_check_redis_url,
+    url: str = setting(help="redis://, rediss:// or unix:// URL", check=_check_url,
                        password_inside=True)
     username: str | None = setting(None, "ACL user name (overrides the URL's)")
     password: str | None = setting(None, "password (overrides the URL's)", secret=True)
@@ -66,7 +89,7 @@ class RedisSettings:
     section: ClassVar[str] = "redis"
     url: str | None = setting(
         None, "redis://[user[:password]@]host:port, rediss://… or unix:///path; enables the "
-        "redis collector (a password in it only from env or file)", check=_check_redis_url,
+        "redis collector (a password in it only from env or file)", check=_check_url,
         password_inside=True)
     username: str | None = setting(None, "ACL user name (overrides the URL's)")
     password: str | None = setting(None, "password (overrides the URL's)", secret=True)

@@ -12,8 +12,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.exporter import REPO
 
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0;escaping=underscores,"
+                     "application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=1.0.0;escaping=underscores;q=0.5,*/*;q=0.1")
 PROBE = """
 import json, sys
 from exporter import cli
@@ -23,24 +28,33 @@ from exporter.collectors.base import CollectorSet
 from exporter.http.server import App
 from exporter.process import ProcessMetrics
 app = App(CollectorSet([HostCollector(HostSettings())], extras=[ProcessMetrics().collect]))
-body = app({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "HTTP_ACCEPT_ENCODING": "gzip"},
-           lambda *a: None)
+headers = {}
+body = app({"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "HTTP_ACCEPT_ENCODING": "gzip",
+            "HTTP_ACCEPT": __ACCEPT__}, lambda status, h: headers.update(h))
 ssl = sys.modules.get("ssl")
 print(json.dumps({"modules": sorted(sys.modules), "ssl": type(ssl).__name__ if ssl else None,
-                  "bytes": len(b"".join(body))}))
+                  "bytes": len(b"".join(body)), "type": headers["Content-Type"],
+                  "gzip": headers.get("Content-Encoding")}))
 """
 
 
-def probe(code: str = PROBE) -> dict[str, object]:
+def probe(code: str = PROBE, accept: str = "") -> dict[str, object]:
+    code = code.replace("__ACCEPT__", repr(accept))
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, timeout=60, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def test_host_scrape_loads_no_heavy_module() -> None:
-    seen = probe()
+@pytest.mark.parametrize("accept", ["", "text/plain;version=0.0.4;q=1,*/*;q=0.1",
+                                    PROMETHEUS_ACCEPT])
+def test_host_scrape_loads_no_heavy_module(accept: str) -> None:
+    """Nor does a scrape in OpenMetrics, which Prometheus asks for first."""
+    seen = probe(accept=accept)
     modules = set(seen["modules"])  # type: ignore[arg-type]
     assert seen["bytes"] > 1000
+    assert seen["gzip"] == "gzip"
+    assert str(seen["type"]).startswith(
+        "application/openmetrics-text" if "openmetrics" in accept else "text/plain")
     heavy = {"prometheus_client", "_ssl", "_hashlib", "yaml", "importlib.metadata",
              "urllib.request", "psycopg", "redis", "celery"}
     assert not heavy & modules, heavy & modules
@@ -97,3 +111,29 @@ print(json.dumps({"modules": [], "ssl": None, "bytes": 0, "set": first,
     assert seen["set"] is True  # glibc (Debian)
     assert seen["user"] is False
     assert process.MALLOC_ARENAS == 2
+
+
+@pytest.mark.parametrize("accept", [
+    "", "*/*", PROMETHEUS_ACCEPT, "text/plain;version=0.0.4;q=1,*/*;q=0.1",
+    "application/openmetrics-text", "application/openmetrics-text; version=1.0.0",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    "application/openmetrics-text;version=1.0.0;escaping=dots",
+    "application/openmetrics-text;version=1.0.0;escaping=bogus",
+    "application/openmetrics-text;version=0.0.1,text/plain",
+    "application/openmetrics-text;version=2.0.0", "text/plain;version=1.0.0",
+    "text/plain;version=1.0.0;escaping=values", "application/json, text/html",
+    " application/openmetrics-text ; version=1.0.0 ;q=0.9",
+])
+def test_negotiation_as_prometheus_clients(accept: str) -> None:
+    """Where negotiate() answers itself, it answers what choose_encoder would; the rest it
+    leaves to it."""
+    from prometheus_client.exposition import choose_encoder, generate_latest
+
+    from exporter.http.server import negotiate
+
+    chosen = negotiate(accept)
+    encoder, content_type = choose_encoder(accept)
+    if chosen is None:
+        return
+    assert chosen[1] == content_type
+    assert (chosen[0] == "text") == (encoder is generate_latest)

@@ -137,3 +137,14 @@ def test_negotiation_as_prometheus_clients(accept: str) -> None:
         return
     assert chosen[1] == content_type
     assert (chosen[0] == "text") == (encoder is generate_latest)
+
+
+def test_version_is_pyprojects() -> None:
+    """exporter.__version__ is a constant (no importlib.metadata at start): the same as
+    pyproject.toml's, which packaging, the image tag and the docs read."""
+    import tomllib
+
+    import exporter
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert exporter.__version__ == project["version"]

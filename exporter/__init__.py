@@ -1,9 +1,10 @@
 """stackmon: one Prometheus exporter for a web platform.
 
-Two things here keep a host-only exporter small (bench/RESULTS.md, "Memory"):
-the version is a constant, pyproject.toml's (``importlib.metadata`` would cost 4.6 MB of
-RSS; tests/unit/test_footprint.py keeps the two equal), and ``ssl`` is loaded on first use, not when ``http.client``
-merely imports it: 5 MB that only TLS (web.config_file, HTTPS checks, rediss://) needs.
+Two things here keep a host-only exporter small (bench/RESULTS.md, "Memory"): the
+version is a constant, pyproject.toml's (``importlib.metadata`` would cost 4.6 MB of RSS;
+tests/unit/test_footprint.py keeps the two equal), and ``ssl`` is loaded on first use, not
+when ``http.client`` merely imports it: 5 MB that only TLS (web.config_file, HTTPS checks,
+rediss://) needs.
 """
 
 import sys

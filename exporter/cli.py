@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 from exporter import __version__, logs, settings
+from exporter.checks import Findings
 from exporter.collectors import COLLECTORS, all_setting_paths, defaults, enabled
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import App, make_server
@@ -31,7 +32,7 @@ log = logging.getLogger("stackmon")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        fail(f"command line: {message} (see stackmon --help)")
+        fail(f"command line: {message} (see {self.prog} --help)")
 
 
 def fail(message: str) -> NoReturn:
@@ -80,12 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str], env: dict[str, str]) -> settings.Config:
     """argv + env (+ the file they name) -> validated Config, or ConfigError."""
-    ns = vars(build_parser().parse_args(list(argv)))
+    return parse_with(build_parser(), argv, env)[0]
+
+
+def parse_with(parser: argparse.ArgumentParser, argv: Sequence[str], env: dict[str, str]
+               ) -> tuple[settings.Config, dict[str, Any]]:
+    """Like ``parse`` with a parser of one's own (a subcommand's): also returns the parsed
+    arguments, the subcommand's own options among them."""
+    ns = vars(parser.parse_args(list(argv)))
     flags = {tuple(k[4:].split(".")): v for k, v in ns.items() if k.startswith("set:")}
     config_file = ns.get("config_file") or env.get("STACKMON_CONFIG_FILE") or None
     return settings.load(config_file=config_file, env=env, flags=flags,
                          collector_defaults=defaults(),
-                         sections=[spec.settings for spec in COLLECTORS])
+                         sections=[spec.settings for spec in COLLECTORS]), ns
 
 
 def build_info() -> Iterable[Metric]:
@@ -119,12 +127,21 @@ def healthcheck(argv: Sequence[str]) -> int:
     return check.main(argv, dict(os.environ))
 
 
+def check(argv: Sequence[str]) -> int:
+    """``stackmon check``: exporter/check_command.py (what each backend lacks, the fix)."""
+    from exporter import check_command
+
+    return check_command.main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     limit_malloc_arenas()  # before any thread starts
     env = dict(os.environ)
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["healthcheck"]:
         return healthcheck(args[1:])
+    if args[:1] == ["check"]:
+        return check(args[1:])
     try:
         cfg = parse(args, env)
         web = load_web_config(cfg.web.config_file)
@@ -136,12 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings.ConfigError as err:
         fail(str(err))
     process = ProcessMetrics()
-    collector_set = CollectorSet(collectors, extras=[build_info, process.collect])
+    # The findings of the collectors' diagnostics (exporter/checks.py): refreshed in the
+    # background after a scrape, at most every checks.REFRESH_SECONDS.
+    findings = Findings(enabled(cfg), [])
+    collector_set = CollectorSet(collectors,
+                                 extras=[build_info, process.collect, findings.collect])
     probes = {name: CollectorSet(cs) for name, cs in probe_collectors.items()}
+    findings.sets = [("", collector_set), *sorted(probes.items())]
     app = App(collector_set, telemetry_path=cfg.web.telemetry_path,
               timeout=cfg.scrape.timeout_seconds,
               timeout_offset=cfg.scrape.timeout_offset_seconds,
-              max_requests=cfg.web.max_requests, web_config=web, probes=probes)
+              max_requests=cfg.web.max_requests, web_config=web, probes=probes,
+              findings=findings)
     sets = [collector_set, *probes.values()]
     try:
         server = make_server(cfg.web.listen_address, app, web.ssl_context)

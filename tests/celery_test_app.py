@@ -18,6 +18,8 @@ app = Celery("stackmon_test", broker=os.environ.get("CELERY_TEST_BROKER", "memor
 app.conf.update(
     task_send_sent_event=True,
     worker_send_task_events=os.environ.get("CELERY_TEST_EVENTS", "1") == "1",
+    # "0": the worker answers no broadcast (tests of `stackmon check`'s inspect check).
+    worker_enable_remote_control=os.environ.get("CELERY_TEST_REMOTE_CONTROL", "1") == "1",
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=4,

@@ -56,6 +56,9 @@ class Collector(ABC):
 # A factory gets its own settings section and the scrape settings, nothing else.
 Build = Callable[[Any, ScrapeSettings], "list[Collector]"]
 Probes = Callable[[Any, ScrapeSettings], "dict[str, list[Collector]]"]
+# ``checks(collector, deadline)``: the diagnostics of one built collector, after it ran
+# (``stackmon check`` and the findings on /); returns ``exporter.checks.Finding``s.
+Diagnose = Callable[[Any, float], "list[Any]"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class CollectorSpec:
     ``collector="<name>"``; ``settings`` is its section class (YAML key ``name``);
     ``build`` what plain /metrics serves, ``probes`` one collector list per
     ``/probe?target=<name>``. A ``default`` of None means "on when ``configured``".
+    ``checks`` runs the collector's diagnostics (``<name>/checks.py``).
     """
 
     name: str
@@ -75,6 +79,7 @@ class CollectorSpec:
     default: bool | None = True
     configured: Callable[[Any], bool] | None = None
     probes: Probes | None = None
+    checks: Diagnose | None = None
 
 
 def lazy(module: str, function: str) -> Callable[..., Any]:
@@ -85,6 +90,7 @@ def lazy(module: str, function: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(module), function)(*args)
 
     call.__qualname__ = f"{module}.{function}"
+    call.__module__ = module  # where it lives (exporter.checks finds a catalogue by it)
     return call
 
 

@@ -4,7 +4,7 @@ Routes::
 
     GET /metrics       Prometheus text, or OpenMetrics when the Accept header asks; gzip
     GET /probe?target= the same for one configured target by name (multi-target)
-    GET /              landing page: version, collectors, last success, link to /metrics
+    GET /              landing page: version, collectors, last success, the checks' findings
     GET /-/healthy     200 while the process serves (never needs auth)
     GET /-/ready       200 once the config is loaded and the server listens
 
@@ -34,6 +34,7 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from exporter import __version__
+from exporter.checks import Findings
 from exporter.collectors.base import CollectorSet
 from exporter.http.exposition import render_openmetrics, render_text
 from exporter.http.webconfig import WebConfig
@@ -138,8 +139,10 @@ class App:
         max_requests: int = 40,
         web_config: WebConfig | None = None,
         probes: Mapping[str, CollectorSet] | None = None,
+        findings: Findings | None = None,
     ) -> None:
         self.collectors = collectors
+        self.findings = findings  # the diagnostics' findings, listed on the landing page
         self.telemetry_path = telemetry_path
         self.timeout = timeout
         self.timeout_offset = timeout_offset
@@ -263,7 +266,8 @@ class App:
             f"<body><h1>stackmon</h1><p>Version {html.escape(__version__)}</p>"
             f"<p><a href=\"{path}\">Metrics</a></p>"
             "<table><tr><th>collector</th><th>last scrape</th><th>last success</th>"
-            f"<th>duration</th></tr>{''.join(rows)}</table></body></html>\n"
+            f"<th>duration</th></tr>{''.join(rows)}</table>"
+            f"{self.findings.html() if self.findings is not None else ''}</body></html>\n"
         )
         return self._text(start_response, "200 OK", page, content_type="text/html; charset=utf-8")
 

@@ -99,6 +99,7 @@ class Rig:
     slow: Worker
     main: Worker
     prometheus: dict[str, str]  # "flower"/"stackmon" -> URL of the Prometheus scraping it
+    mix_failed: str | None = None  # why the task mix never finished, once it has been waited for
 
     def scrapes(self) -> tuple[Scrape, Scrape]:
         return (Scrape.get(self.flower_url + "/metrics"),
@@ -269,7 +270,12 @@ def mix_done(scrape: Scrape, main: Worker) -> bool:
 
 
 def wait_for_mix(rig: Rig) -> None:
-    """Until both count the whole mix on ``main``; else what each counted, and its log."""
+    """Until both count the whole mix on ``main``; else what each counted, and its log.
+    Waited for once per rig: after a failure the other tests fail at once instead of
+    waiting a minute each."""
+    if rig.mix_failed is not None:
+        raise AssertionError(f"the task mix never finished (see the first failure): "
+                             f"{rig.mix_failed.splitlines()[0]}")
     try:
         wait_for(lambda: all(mix_done(s, rig.main) for s in rig.scrapes()), timeout=60,
                  what="the task mix to finish in both")
@@ -278,8 +284,13 @@ def wait_for_mix(rig: Rig) -> None:
         seen = [f"{kind} {task}: want {n}, Flower {counted(flower, rig.main, kind, task)}, "
                 f"stackmon {counted(ours, rig.main, kind, task)}"
                 for (kind, task), n in expected_mix(rig.main).items()]
-        raise AssertionError("\n".join([str(err), *seen, "main's log:",
-                                        rig.main.logs()[-3000:]])) from None
+        diff = [f"{name}{sorted(lbl)}: Flower {flower.values(name).get(lbl)}, stackmon "
+                f"{ours.values(name).get(lbl)}" for name in ("flower_events_total",)
+                for lbl in sorted(set(flower.values(name)) | set(ours.values(name)), key=sorted)
+                if flower.values(name).get(lbl) != ours.values(name).get(lbl)]
+        rig.mix_failed = "\n".join([str(err), *seen, "series that differ:", *diff,
+                                     "main's log:", rig.main.logs()[-3000:]])
+        raise AssertionError(rig.mix_failed) from None
 
 
 def test_allowlist_entries_have_reasons() -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,20 +61,24 @@ class Worker:
 
 
 def start_worker(broker: str, queues: str = "celery", concurrency: int = 2,
-                 pool: str = "threads", events: bool = True) -> Worker:
-    """Start a worker with task events on (-E) unless ``events`` is False."""
+                 pool: str = "threads", events: bool = True, args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> Worker:
+    """Start a worker with task events on (-E) unless ``events`` is False; ``args`` are
+    more ``celery worker`` options, ``env`` more variables (CELERY_TEST_*)."""
     # A host part of its own, since worker series are labelled by it (several workers on
     # one host add up).
     hostname = f"stackmon-test@w-{uuid.uuid4().hex[:8]}"
     log_fd, log_name = tempfile.mkstemp(prefix="celery-worker-", suffix=".log")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
-    env["CELERY_TEST_BROKER"] = broker
-    env["CELERY_TEST_EVENTS"] = "1" if events else "0"
+    worker_env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMON_")}
+    worker_env["CELERY_TEST_BROKER"] = broker
+    worker_env["CELERY_TEST_EVENTS"] = "1" if events else "0"
+    worker_env.update(env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tests.celery_test_app", "worker",
          *(["-E"] if events else []), "-c", str(concurrency), "--pool", pool,
-         "-n", hostname, "-Q", queues, "-l", "warning", "--without-gossip", "--without-mingle"],
-        stdout=log_fd, stderr=log_fd, env=env, cwd=REPO)
+         "-n", hostname, "-Q", queues, "-l", "warning", "--without-gossip", "--without-mingle",
+         *args],
+        stdout=log_fd, stderr=log_fd, env=worker_env, cwd=REPO)
     os.close(log_fd)
     # Kept for failure messages while the tests run; removed when they end.
     atexit.register(Path(log_name).unlink, missing_ok=True)

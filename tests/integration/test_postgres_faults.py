@@ -106,6 +106,9 @@ def _stackmon_backends(cluster: Cluster, db: str) -> list[tuple[str, str]]:
 # session start, reading the server's statement_timeout and setting ours (one message),
 # the PREPARE batch, the privilege check
 CONNECT_TRANSACTIONS = 4
+# The checks' facts (exporter/collectors/postgres/checks.py): once after the first scrape,
+# then at most every checks.REFRESH_SECONDS.
+CHECK_TRANSACTIONS = 1
 
 
 def _transactions_for(cluster: Cluster, scrapes: int) -> int:
@@ -117,10 +120,12 @@ def _transactions_for(cluster: Cluster, scrapes: int) -> int:
     try:
         for _ in range(scrapes):
             assert exp.scrape().get("pg_up") == 1
+        # The landing page (no scrape) says when the checks after the first scrape ran.
+        wait_for(lambda: b"Diagnosed at" in exp.get("/")[2], what="the checks to run")
         assert _stackmon_backends(cluster, "stackmon_xact") == [("stackmon_xact", "idle")]
     finally:
         exp.stop()
-    expected = before + CONNECT_TRANSACTIONS + scrapes
+    expected = before + CONNECT_TRANSACTIONS + scrapes + CHECK_TRANSACTIONS
     # The session flushes its counters as it ends: wait for them, then check nothing more.
     wait_for(lambda: not _stackmon_backends(cluster, "stackmon_xact")
              and _xacts(cluster) >= expected,
@@ -130,7 +135,8 @@ def _transactions_for(cluster: Cluster, scrapes: int) -> int:
 
 @pytest.mark.parametrize("scrapes", [2, 12])
 def test_one_transaction_per_scrape(cluster: Cluster, scrapes: int) -> None:
-    assert _transactions_for(cluster, scrapes) == CONNECT_TRANSACTIONS + scrapes
+    assert _transactions_for(cluster, scrapes) == (CONNECT_TRANSACTIONS + scrapes
+                                                   + CHECK_TRANSACTIONS)
 
 
 def test_concurrent_scrapes_share_one_connection(exporter: Exporter, cluster: Cluster) -> None:

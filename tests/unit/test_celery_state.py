@@ -391,3 +391,29 @@ def test_queue_workers_and_processes_per_queue() -> None:
         ("celery_active_worker_count", "mail"): 2, ("celery_active_process_count", "mail"): 4,
         ("celery_active_worker_count", "idle"): 0, ("celery_active_process_count", "idle"): 0,
     }
+
+
+def test_late_event_of_an_ended_task_keeps_its_name_and_queue() -> None:
+    """retry() publishes the retry, then raises; the worker sends task-retried after that,
+    and a quick retry may be received, run and succeed first. celery-exporter reads
+    Celery's State, which still knows the task: so does this."""
+    state = make(Clock())
+    t0 = 100.0
+    base = {"uuid": "r1", "hostname": "w@h"}
+    for event in [
+        {"type": "task-sent", "uuid": "r1", "name": "t.retry", "queue": "q", "timestamp": t0,
+         "hostname": "client@h"},
+        {**base, "type": "task-received", "name": "t.retry", "timestamp": t0 + 1},
+        {**base, "type": "task-started", "timestamp": t0 + 2},
+        {"type": "task-sent", "uuid": "r1", "name": "t.retry", "queue": "q",
+         "timestamp": t0 + 3, "hostname": "w@h"},
+        {**base, "type": "task-received", "name": "t.retry", "timestamp": t0 + 3},
+        {**base, "type": "task-started", "timestamp": t0 + 4},
+        {**base, "type": "task-succeeded", "runtime": 0.1, "timestamp": t0 + 5},
+        {**base, "type": "task-retried", "exception": "Retry()", "timestamp": t0 + 6},
+    ]:
+        state.handle(event)
+    assert get(state, "celery_task_retried_total", name="t.retry", queue_name="q",
+               hostname="h") == 1
+    assert not any(dict(labels).get("name") == "unknown" for _, labels in samples(state))
+    assert state.tasks == {}

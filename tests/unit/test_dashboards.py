@@ -116,6 +116,8 @@ NOT_SHOWN = {
                              "(ServiceTLSCertExpiringCritical); expired is a negative time",
     "RedisReplicationBroken": "compares replica counts over an hour; Connected replicas "
                               "shows the count",
+    "StackmonCheckFailing": "a missing prerequisite; the landing page and `stackmon check` "
+                            "list each finding with its fix, a panel would show a 0",
 }
 SEVERITY_COLOUR = {"warning": "orange", "critical": "red"}
 OPS = {">": operator.gt, "<": operator.lt, "==": operator.eq, ">=": operator.ge,

@@ -44,6 +44,7 @@ import time
 from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -151,14 +152,23 @@ def eta_timestamp(event: dict[str, Any]) -> float | None:
 class WorkerState:
     """What the events told us about one worker (one Celery node)."""
 
-    __slots__ = ("active", "last_seen", "online", "processed", "version")
+    __slots__ = ("active", "first_processed", "last_seen", "online", "processed",
+                 "task_events", "version")
 
     def __init__(self, now: float) -> None:
         self.last_seen = now  # time.monotonic() of the last event from this worker
         self.online = True  # False after worker-offline
         self.active: float | None = None  # from heartbeats
         self.processed: float | None = None
+        # For the diagnostics (checks.py): tasks the worker processed while we listened
+        # (heartbeats' count since the first one seen) against the task events it sent.
+        self.first_processed: float | None = None
+        self.task_events = 0
         self.version = ""
+
+
+# How many ended tasks are remembered for their late events (~0.2 KB each).
+FINISHED_MEMORY = 4096
 
 
 class Task:
@@ -189,6 +199,19 @@ def _buckets(texts: Sequence[str]) -> list[float]:
     return [float(t) for t in texts]
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What the event stream showed since the receiver started (checks.py decides on it).
+
+    ``workers``: node name -> (task events it sent, tasks its heartbeats say it processed
+    since the first heartbeat seen).
+    """
+
+    workers: dict[str, tuple[int, float]]
+    sent_seen: bool  # any task-sent event
+    events_total: int
+
+
 class EventState:
     """Counters, histograms and worker liveness built from the event stream; bounded."""
 
@@ -202,6 +225,10 @@ class EventState:
         self.wait_buckets = _buckets(settings.queue_wait_buckets)
         # In-flight tasks by id, oldest evicted first.
         self.tasks: OrderedDict[str, Task] = OrderedDict()
+        # Tasks that ended lately: an event may still come for one (a retried task's
+        # task-retried is sent after its retry was published, and a quick retry can end
+        # first), and is counted under the name and queue the task had.
+        self.finished: OrderedDict[str, Task] = OrderedDict()
         # (deadline, id) of tasks whose worker-side events wait for their task-sent.
         self.deferred: deque[tuple[float, str]] = deque()
         self.sent_seen = False  # the stream carries task-sent events
@@ -352,11 +379,17 @@ class EventState:
         to DEFER_SECONDS until its task-sent arrives.
         """
         nodename = event.get("hostname")
-        self._seen(nodename)
+        worker = self._seen(nodename)
+        if worker is not None:
+            worker.task_events += 1
         host = self._task_host(nodename)
         uuid = event.get("uuid", "")
         task = self.tasks.get(uuid)
         if task is None:
+            late = self.finished.get(uuid)
+            if late is not None and slot != _RECEIVED:  # (a new delivery is a new task)
+                self._apply(late, slot, host, value)
+                return
             if self.sent_seen:
                 task = self._track(uuid, Task(self._name(event.get("name")), None, None))
                 self.deferred.append((self.clock() + DEFER_SECONDS, uuid))
@@ -371,7 +404,15 @@ class EventState:
         else:
             self._apply(task, slot, host, value)
             if final:
-                self.tasks.pop(uuid, None)
+                self._finish(uuid)
+
+    def _finish(self, uuid: str) -> None:
+        task = self.tasks.pop(uuid, None)
+        if task is not None:
+            finished = self.finished
+            finished[uuid] = task
+            if len(finished) > FINISHED_MEMORY:
+                finished.popitem(last=False)
 
     def _settle(self, uuid: str, task: Task, queue: str) -> None:
         task.queue = queue
@@ -379,7 +420,7 @@ class EventState:
             self._apply(task, slot, host, value)
         task.pending = []
         if task.done:
-            self.tasks.pop(uuid, None)
+            self._finish(uuid)
 
     def flush_deferred(self) -> None:
         """Count held-back events whose task-sent never came (queue from the task name)."""
@@ -442,6 +483,8 @@ class EventState:
             worker.active = float(event["active"])
         if "processed" in event:
             worker.processed = float(event["processed"])
+            if worker.first_processed is None:
+                worker.first_processed = worker.processed
         version = event.get("sw_ver")
         if version:
             worker.version = str(version)
@@ -494,6 +537,13 @@ class EventState:
         """Hostname labels of the workers the events know."""
         with self.lock:
             return {node_host(n) for n in self.workers}
+
+    def evidence(self) -> Evidence:
+        """What the stream showed so far, for the diagnostics (checks.py)."""
+        with self.lock:
+            workers = {node: (w.task_events, (w.processed or 0.0) - (w.first_processed or 0.0))
+                       for node, w in self.workers.items() if w.online}
+            return Evidence(workers, self.sent_seen, self.events_total)
 
     def worker_versions(self) -> list[str]:
         with self.lock:
@@ -794,6 +844,9 @@ class EventReceiverThread:
         self.up = False
         self.restarts = 0  # reconnects after a failure, and thread restarts
         self.last_error = ""
+        self.last_cause = ""  # logs.cause() of the last failure: "access_refused", ...
+        # time.monotonic() the current consume began (None: not consuming), for checks.py
+        self.consuming_since: float | None = None
         self._stop = threading.Event()
         self._receiver: Any = None
         self._thread: threading.Thread | None = None
@@ -845,7 +898,7 @@ class EventReceiverThread:
                 self.last_error = type(err).__name__
                 # Name the real cause: a missing module or a refused permission is not
                 # a lost broker, and retrying will not fix it by itself.
-                kind = logs.cause(err)
+                kind = self.last_cause = logs.cause(err)
                 what = ("event receiver lost the broker; reconnecting"
                         if kind in ("unreachable", "timeout") else
                         "event receiver failed; retrying")
@@ -854,9 +907,11 @@ class EventReceiverThread:
                                       exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
             except BaseException:
                 self.up = False
+                self.consuming_since = None
                 log.exception('collector=celery msg="event receiver thread failed"')
                 raise
             self.up = False
+            self.consuming_since = None
             if self._stop.is_set():
                 break
             self.restarts += 1
@@ -877,7 +932,7 @@ class EventReceiverThread:
                                  **kwargs: Any) -> None:
                 self.broker_conn = connection
                 thread.up = True
-                self.consuming_since = time.monotonic()
+                self.consuming_since = thread.consuming_since = time.monotonic()
                 if not thread._failures.failing(RECEIVER_KEY):  # else "recovered" later
                     log.info('collector=celery msg="event receiver consuming"')
                 if thread.settings.enable_events_at_start:

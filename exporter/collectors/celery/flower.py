@@ -46,7 +46,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from typing import Any
 
-from exporter.collectors.celery.events import OVERFLOW, EventState
+from exporter.collectors.celery.events import FINISHED_MEMORY, OVERFLOW, EventState
 from exporter.metrics import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -114,6 +114,7 @@ class FlowerMetrics:
         self.types: set[str] = set()
         self.pairs: set[Pair] = set()
         self.tasks: OrderedDict[str, _Task] = OrderedDict()
+        self.finished: OrderedDict[str, _Task] = OrderedDict()  # ended lately (late events)
         self.events: dict[tuple[str, str, str], int] = {}  # (worker, type, task)
         self.runtime: dict[Pair, _Histogram] = {}
         self.prefetch_time: dict[Pair, float] = {}
@@ -189,7 +190,11 @@ class FlowerMetrics:
         if not nodename or not uuid:
             raise ValueError("task event without hostname or uuid")  # EventState: bad_event
         task = self.tasks.get(uuid)
-        if task is None:
+        if task is None and kind != "task-received" and uuid in self.finished:
+            # A late event of a task that ended (a retried task's task-retried after its
+            # quick retry succeeded): Celery's State, which Flower reads, still knows it.
+            task = self.finished[uuid]
+        elif task is None:
             task = self.tasks[uuid] = _Task()
             if len(self.tasks) > self.max_tracked_tasks:
                 self.tasks.popitem(last=False)
@@ -219,8 +224,11 @@ class FlowerMetrics:
         runtime = get("runtime")
         if runtime:
             self._observe(pair, float(runtime))
-        if kind in FINAL or (kind == "task-rejected" and not get("requeue")):
-            del self.tasks[uuid]
+        if (kind in FINAL or (kind == "task-rejected" and not get("requeue"))) \
+                and self.tasks.pop(uuid, None) is not None:
+            self.finished[uuid] = task
+            if len(self.finished) > FINISHED_MEMORY:
+                self.finished.popitem(last=False)
         # Flower leaves out tasks with an ETA (their wait at the worker is deliberate) and
         # tasks whose task-received it did not see.
         if task.eta or not task.received:

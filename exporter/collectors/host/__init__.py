@@ -5,4 +5,5 @@ from exporter.collectors.host.settings import HostSettings
 
 SPEC = CollectorSpec(
     "host", "CPU, memory, filesystems, network and disks (node_exporter names)",
-    HostSettings, lazy("exporter.collectors.host.collector", "build"))
+    HostSettings, lazy("exporter.collectors.host.collector", "build"),
+    checks=lazy("exporter.collectors.host.checks", "diagnose"))

@@ -71,14 +71,16 @@ class HostCollector(Collector):
         self.filesystem = Filesystem(p, f, settings.filesystem_mount_points_exclude,
                                      settings.filesystem_fs_types_exclude,
                                      settings.filesystem_mount_timeout_seconds, statfs)
+        self.textfile = Textfile(p, f, settings.textfile_directory)
         self.subcollectors: list[SubCollector] = [
             Arp(p, f), Conntrack(p, f), Cpu(p, f), Cpufreq(p, f),
             Diskstats(p, f, settings.disk_devices_exclude), Entropy(p, f), Filefd(p, f),
             self.filesystem, Loadavg(p, f), Meminfo(p, f), Netclass(p, f),
             Netdev(p, f, settings.network_devices_exclude), Netstat(p, f), Os(p, f),
             Pressure(p, f), Selinux(p, f), Sockstat(p, f), Softnet(p, f), Stat(p, f),
-            Textfile(p, f), Time(p, f), Timex(p, f, adjtimex), UdpQueues(p, f), Uname(p, f),
-            Vmstat(p, f),
+            Time(p, f), Timex(p, f, adjtimex), UdpQueues(p, f), Uname(p, f), Vmstat(p, f),
+            # Last: its files may not repeat a family the others exported.
+            self.textfile,
         ]
         self._labels = {c.name: {"collector": c.name} for c in self.subcollectors}
         self._errors: dict[str, str] = {}
@@ -93,7 +95,10 @@ class HostCollector(Collector):
             start = time.perf_counter()
             ok = 1.0
             try:
-                out += sub.collect()
+                if sub is self.textfile and self.textfile.directories:
+                    out += self.textfile.collect(exclude={m.name for m in out})
+                else:
+                    out += sub.collect()
                 self._errors.pop(sub.name, None)
             except NoData:
                 ok = 0.0

@@ -32,6 +32,12 @@ def _check_kernel_root(value: str) -> str | None:
     return None
 
 
+def _check_textfile_directory(value: str) -> str | None:
+    if not value.startswith("/"):
+        return "an absolute path, e.g. /var/lib/node_exporter/textfile_collector"
+    return None
+
+
 @dataclass(frozen=True)
 class HostSettings:
     """Which filesystems, disks and network devices the host collector skips."""
@@ -60,4 +66,9 @@ class HostSettings:
     rootfs: str = setting("/", "rootfs mountpoint: filesystems are statfs'ed and "
                           "/etc/os-release read under it, mount points reported relative to it",
                           flag="--path.rootfs", check=_check_kernel_root)
+    # node_exporter's textfile collector: *.prom files written by cron jobs and scripts.
+    textfile_directory: tuple[str, ...] = setting(
+        (), "directories whose *.prom files are exported as node_exporter's textfile "
+        "collector does (comma-separated in env and flags)",
+        flag="--collector.textfile.directory", check=_check_textfile_directory)
 

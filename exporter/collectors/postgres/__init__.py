@@ -8,4 +8,5 @@ SPEC = CollectorSpec(
     "(postgres_exporter names; postgres.dsn, postgres.targets for /probe)",
     PostgresSettings, lazy("exporter.collectors.postgres.collector", "build"), default=None,
     configured=lambda s: s.dsn is not None or bool(s.targets),
-    probes=lazy("exporter.collectors.postgres.collector", "probes"))
+    probes=lazy("exporter.collectors.postgres.collector", "probes"),
+    checks=lazy("exporter.collectors.postgres.checks", "diagnose"))

@@ -31,7 +31,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import psycopg
@@ -392,6 +392,35 @@ class PostgresCollector(Collector):
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+    # --- diagnostics (checks.py) --------------------------------------------------
+
+    @contextlib.contextmanager
+    def session(self, deadline: float) -> Iterator[psycopg.Connection[Any]]:
+        """The collector's own connection (opened if needed) for a few queries before
+        ``deadline``, under the collector's lock: the diagnostics share it, so the
+        exporter still holds one connection per target.  A hung server is cut at the
+        deadline, as in a scrape."""
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._drop()
+                self._conn = self._connect(deadline)
+            conn = self._conn
+            try:
+                with _Watchdog(conn.pgconn.socket, deadline):
+                    yield conn
+            except psycopg.OperationalError:
+                self._drop()
+                raise
+
+    def connect_to(self, dbname: str, deadline: float) -> psycopg.Connection[Any]:
+        """A short connection to another database of this server (the caller closes it)."""
+        return connect_before(self._conninfo(deadline, dbname), self._connect_deadline(deadline))
+
+    @property
+    def refused_parts(self) -> list[str]:
+        """The batch's queries this role or server cannot run (left out of every scrape)."""
+        return sorted(self._disabled)
 
     # --- scrape -------------------------------------------------------------------
 

@@ -8,4 +8,5 @@ SPEC = CollectorSpec(
     "redis.targets for /probe)",
     RedisSettings, lazy("exporter.collectors.redis.collector", "build"), default=None,
     configured=lambda s: s.url is not None or bool(s.targets),
-    probes=lazy("exporter.collectors.redis.collector", "probes"))
+    probes=lazy("exporter.collectors.redis.collector", "probes"),
+    checks=lazy("exporter.collectors.redis.checks", "diagnose"))

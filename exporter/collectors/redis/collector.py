@@ -406,6 +406,9 @@ class RedisCollector(Collector):
         self._need_config = True  # until an INFO shows maxclients (Redis >= 7.0)
         # Optional commands the server refused ("SLOWLOG GET", "CONFIG GET"), logged once.
         self._refused: set[str] = set()
+        # Why each was refused: "acl" (NOPERM), "renamed" (unknown command: rename-command
+        # or a managed Redis), "unsupported" (unknown subcommand); read by checks.py.
+        self.refusals: dict[str, str] = {}
         self._start_time: tuple[str, float] | None = None  # (run_id, start time)
         # Configured databases (CONFIG GET databases); None: ask on the next round trip.
         self._databases: int | None = None
@@ -540,6 +543,9 @@ class RedisCollector(Collector):
         if _key(cmd) in self._refused:
             return  # logged already (CONFIG GET is sent for several settings at once)
         self._refused.add(_key(cmd))
+        self.refusals[_key(cmd)] = (
+            "acl" if isinstance(err, redis.exceptions.NoPermissionError)
+            else "renamed" if "unknown command" in text else "unsupported")
         log.warning('collector=redis target="%s" msg="server refused %s; leaving it out from '
                     'now on (see docs/redis.md for the ACL)" err="%s"',
                     self.endpoint.describe, " ".join(cmd), first_line(err))

@@ -5,11 +5,14 @@
 #   BENCH_WORK=/tmp/allinone-bench bash bench/all_in_one.sh
 # Starts its own PostgreSQL 15 (bench data as pg_bench.sh) and redis-server (REDIS_KEYS keys
 # via DEBUG POPULATE, as redis_bench.sh) on free loopback ports (bench/lib.sh), never the
-# machine's 5432/6379, and stops everything at the end. Prints per run the sum of the
-# anchors' seq p50 and CPU ms/scrape, stackmon's, and stackmon / sum (issue 11: <= 0.5).
+# machine's 5432/6379, and stops everything at the end. Prints per run the anchors' summed
+# CPU ms/scrape, RSS and seq p50, stackmon's, and the ratios (bench/ratios.py; issue 22:
+# CPU <= 0.5x, RSS <= 0.9x), and writes bench/results/ratios-allinone.json.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The harness's scrape_bench.py: shared/ beside the checkout (or beside a worktree's parent).
 BENCH=${BENCH:-$HERE/../shared/bench}
+[ -e "$BENCH/scrape_bench.py" ] || BENCH=$HERE/../../shared/bench
 WORK=${BENCH_WORK:-/tmp/stackmon-allinone}
 N=${N:-200} C=${C:-8} K=${K:-50} REDIS_KEYS=${REDIS_KEYS:-100000}
 PY="$HERE/.venv/bin/python"
@@ -62,25 +65,5 @@ run 1 "$TN" "$TP" "$TR" "$TS"
 run 2 "$TS" "$TN" "$TP" "$TR"
 run 3 "$TR" "$TS" "$TN" "$TP"
 
-# --- stackmon vs the sum of the three anchors, per run and median ------------------------
-"$PY" - "$OUT"/run{1,2,3}.json <<'PYEOF'
-import json, statistics, sys
-rows = []
-print("| run | load1 | anchors' seq p50 sum ms | stackmon seq p50 ms | ratio | "
-      "anchors' CPU sum ms/scrape | stackmon CPU ms/scrape | ratio | samples anchors / stackmon |")
-print("|---|---|---|---|---|---|---|---|---|")
-for i, path in enumerate(sys.argv[1:], 1):
-    d = json.load(open(path))
-    r = {x["name"]: x for x in d["results"]}
-    anchors = [r[n] for n in ("node", "postgres_exporter", "redis_exporter")]
-    s = r["stackmon"]
-    p50 = sum(a["sequential"]["p50_ms"] for a in anchors)
-    cpu = sum(a["sequential"]["cpu_ms_per_scrape"] for a in anchors)
-    sp, sc = s["sequential"]["p50_ms"], s["sequential"]["cpu_ms_per_scrape"]
-    samples = sum(a.get("samples", 0) for a in anchors)
-    rows.append((sp / p50, sc / cpu))
-    print(f"| {i} | {d['meta']['loadavg_start'][0]:.1f} | {p50:.2f} | {sp:.2f} | {sp / p50:.2f} | "
-          f"{cpu:.2f} | {sc:.2f} | {sc / cpu:.2f} | {samples} / {s.get('samples', '?')} |")
-print(f"\nmedian ratio stackmon / sum of anchors: seq p50 {statistics.median(x[0] for x in rows):.2f}, "
-      f"CPU ms/scrape {statistics.median(x[1] for x in rows):.2f} (target <= 0.5)")
-PYEOF
+# --- stackmon vs the sum of the three anchors, per run and median (CPU, RSS, p50) ---------
+cd "$HERE" && "$PY" -m bench.ratios allinone "$OUT"/run{1,2,3}.json

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Host-only benchmark: stackmon (host collector) vs Debian's node_exporter, same run.
-#   bash bench/host.sh            # writes bench/out/host-run{1,2,3}.{txt,json}
+#   bash bench/host.sh            # writes bench/out/host-run{1,2,3}.{txt,json}, then the
+#                                 # ratios (bench/ratios.py -> bench/results/ratios-host.json)
 # Needs ../shared/bench/scrape_bench.py (SHARED_BENCH to override) and
 # prometheus-node-exporter. Both exporters get the same filesystem/disk exclusions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED_BENCH=${SHARED_BENCH:-../shared/bench}
+[ -e "$SHARED_BENCH/scrape_bench.py" ] || SHARED_BENCH=../../shared/bench
 OUT=bench/out; mkdir -p "$OUT"
 N=${N:-300} C=${C:-8} K=${K:-50}
 NODE_PORT=${NODE_PORT:-19100} STACKMON_PORT=${STACKMON_PORT:-19860}
@@ -34,3 +36,4 @@ run() {
 run 1 "$A" "$B"
 run 2 "$B" "$A"
 run 3 "$A" "$B"
+$PY -m bench.ratios host "$OUT"/host-run{1,2,3}.json   # issue 22: CPU <= 0.45x, RSS <= 1.2x

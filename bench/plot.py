@@ -1,7 +1,12 @@
-"""One PNG per dimension from bench/results/scale-*.json (written by bench/scale.py).
+"""One PNG per result file in bench/results/.
 
     .venv/bin/pip install -e '.[bench]'      # matplotlib: bench only, never a runtime dep
-    .venv/bin/python -m bench.plot            # -> bench/results/scale-<dimension>.png
+    .venv/bin/python -m bench.plot            # every file -> bench/results/<name>.png
+    .venv/bin/python -m bench.plot floor celery-anchors ratios-allinone ratios-host
+
+``scale-*.json`` (bench/scale.py), ``floor.json`` (bench/floor.py), ``celery-anchors.json``
+(bench/celery_anchors.py) and ``ratios-*.json`` (bench/ratios.py, run by all_in_one.sh and
+host.sh) each have their own figure; the scale ones are described here:
 
 Each PNG has four panels against the dimension: scrape latency (p50 solid, p99 dotted),
 exporter CPU ms per scrape, series per scrape, and the backend's work per scrape (or RSS
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,9 @@ from matplotlib import ticker
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLOURS = {"stackmon": "tab:blue", "postgres_exporter": "tab:orange",
-           "redis_exporter": "tab:red"}
+           "redis_exporter": "tab:red", "node_exporter": "tab:green", "floor": "tab:gray",
+           "celery-exporter": "tab:purple", "flower": "tab:brown",
+           "anchors": "tab:orange"}
 # The fourth is dash-dot-dot, not ":", which is the p99 / companion line.
 STYLES: list[Any] = ["-", "--", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5))]
 
@@ -189,6 +197,107 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def plot_floor(doc: dict[str, Any], path: Path) -> None:
+    """CPU per scrape of the floor, stackmon and the anchor(s), per collector (medians)."""
+    from bench.floor import ANCHORS
+
+    groups = [g for g, rounds in doc["rounds"].items() if rounds]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    width = 0.27
+    for i, group in enumerate(groups):
+        rounds = doc["rounds"][group]
+        floor = statistics.median(r[f"floor-{group}"]["cpu_ms"] for r in rounds)
+        bars = [("floor", floor),
+                ("stackmon", statistics.median(r[f"stackmon-{group}"]["cpu_ms"] for r in rounds)),
+                ("anchors", statistics.median(sum(r[a]["cpu_ms"] for a in ANCHORS[group])
+                                              for r in rounds))]
+        for j, (who, value) in enumerate(bars):
+            ax.bar(i + (j - 1) * width, value, width, color=COLOURS[who],
+                   label=who if i == 0 else None)
+            ax.annotate(f"{value:.2f}" + ("" if who == "floor" else f"\n{value / floor:.1f}x"),
+                        (i + (j - 1) * width, value), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(groups)),
+                  [g if g != "all" else "host + postgres + redis" for g in groups])
+    ax.set_yscale("log")
+    ax.set_ylabel("CPU ms per scrape (log)")
+    ax.set_title("CPU per scrape: the floor (same reads, queries, pipeline, bytes), stackmon, "
+                 "the anchor(s); labels: x the floor", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_ratios(doc: dict[str, Any], path: Path) -> None:
+    """Per run: CPU per scrape and RSS, stackmon against the anchor(s), with the targets."""
+    runs = doc["runs"]
+    who = "anchors (sum)" if doc["kind"] == "allinone" else "node_exporter"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    xs = range(1, len(runs) + 1)
+    for ax, key, label in ((axes[0], "cpu", "CPU ms per scrape"), (axes[1], "rss", "RSS MB")):
+        ax.bar([x - 0.2 for x in xs], [r["anchors"][key] for r in runs], 0.4,
+               color=COLOURS["anchors"], label=who)
+        ax.bar([x + 0.2 for x in xs], [r["stackmon"][key] for r in runs], 0.4,
+               color=COLOURS["stackmon"], label="stackmon")
+        for x, r in zip(xs, runs, strict=True):
+            target = doc["targets"][key] * r["anchors"][key]
+            ax.hlines(target, x - 0.4, x + 0.4, colors="black", linestyles="dashed",
+                      label=f"target {doc['targets'][key]}x" if x == 1 else None)
+            ax.annotate(f"{r['ratio'][key]:.2f}x", (x + 0.2, r["stackmon"][key]),
+                        ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(list(xs), [f"run {x}" for x in xs])
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_celery_anchors(doc: dict[str, Any], path: Path) -> None:
+    """CPU per 1,000 events against the rate (x: a lossy step), the lossless ceiling, RSS
+    after the memory run and the scrape p50, one colour per exporter."""
+    alone = doc["alone"]
+    names = list(alone)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax = axes[0][0]
+    for name in names:
+        steps = alone[name]["steps"]
+        ax.plot([s["offered"] for s in steps], [s["cpu_ms_per_1k"] for s in steps], "-o",
+                color=COLOURS.get(name, "tab:gray"), label=name)
+        lossy = [s for s in steps if s["lost"] > 0 or not s.get("kept_up", 1)]
+        ax.plot([s["offered"] for s in lossy], [s["cpu_ms_per_1k"] for s in lossy], "x",
+                color="black", markersize=10)
+    ax.set_title("exporter CPU ms per 1,000 events (x: lost events or fell behind)",
+                 fontsize=10)
+    ax.set_xlabel("offered events/s")
+    ax.legend(fontsize=8)
+    for ax, key, label, log in (
+            (axes[0][1], "lossless_events_per_s", "highest lossless events/s", False),
+            (axes[1][0], "rss_mb", "RSS MB after the memory run", False),
+            (axes[1][1], "scrape_p50_ms", "scrape p50 ms, 100 task names x 20 workers",
+             True)):
+        values = [alone[n][key] for n in names]
+        ax.bar(names, values, color=[COLOURS.get(n, "tab:gray") for n in names])
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:,.0f}" if v >= 100 else f"{v:.1f}", (i, v), ha="center",
+                        va="bottom", fontsize=8)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(label, fontsize=10)
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"Celery events: one stream, {doc['measured']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+OTHER_PLOTS = {"floor": plot_floor, "celery-anchors": plot_celery_anchors,
+               "ratios-allinone": plot_ratios, "ratios-host": plot_ratios}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -196,10 +305,15 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true",
                     help="print each dimension's figures as a Markdown table too")
     args = ap.parse_args()
-    files = ([RESULTS / f"scale-{d}.json" for d in args.dimensions] if args.dimensions
-             else sorted(RESULTS.glob("scale-*.json")))
+    files = ([RESULTS / (f"{d}.json" if d in OTHER_PLOTS else f"scale-{d}.json")
+              for d in args.dimensions] if args.dimensions
+             else sorted(RESULTS.glob("*.json")))
     for src in files:
         doc = json.loads(src.read_text())
+        if src.stem in OTHER_PLOTS:
+            OTHER_PLOTS[src.stem](doc, src.with_suffix(".png"))
+            print(f"wrote {src.with_suffix('.png').relative_to(RESULTS.parent.parent)}")
+            continue
         out = src.with_suffix(".png")
         plot(doc, out)
         print(f"wrote {out.relative_to(RESULTS.parent.parent)}")

@@ -26,11 +26,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from prometheus_client.core import Metric
-
 from exporter import checks, cli, logs, settings
 from exporter.collectors import enabled
 from exporter.collectors.base import CallState, CollectorSet, ParallelRunner
+from exporter.metrics import Metric
 
 
 def build_parser() -> argparse.ArgumentParser:

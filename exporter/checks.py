@@ -32,8 +32,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter import logs
 from exporter.collectors.base import (
     CallState,
@@ -42,6 +40,7 @@ from exporter.collectors.base import (
     CollectorSpec,
     ParallelRunner,
 )
+from exporter.metrics import GaugeMetricFamily, Metric
 
 log = logging.getLogger("stackmon.checks")
 

@@ -18,15 +18,14 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter import __version__, logs, settings
 from exporter.checks import Findings
 from exporter.collectors import COLLECTORS, all_setting_paths, defaults, enabled
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import App, make_server
 from exporter.http.webconfig import load_web_config
-from exporter.process import ProcessMetrics
+from exporter.metrics import GaugeMetricFamily, Metric
+from exporter.process import ProcessMetrics, limit_malloc_arenas
 
 log = logging.getLogger("stackmon")
 
@@ -136,6 +135,7 @@ def check(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread starts
     env = dict(os.environ)
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["healthcheck"]:

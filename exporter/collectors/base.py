@@ -21,6 +21,7 @@ import enum
 import functools
 import importlib
 import logging
+import queue
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,9 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter import logs
+from exporter.metrics import GaugeMetricFamily, Metric
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors")
@@ -132,22 +132,56 @@ class Outcome(Generic[T]):
 # honours its own deadline has that half to report, so it is not still running ("busy")
 # when the next round comes.
 DEADLINE_MARGIN_SECONDS = 0.2
+# One call of a round: (key, the call with its give-up time bound, the round's outcomes).
+_Job = tuple[str, "Callable[[], T]", "_Round[T]"]
+
+
+class _Round(Generic[T]):
+    """The outcomes of one ParallelRunner.run(), filled in by the threads as they finish."""
+
+    def __init__(self, pending: int) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.pending = pending
+        self.outcomes: dict[str, Outcome[T]] = {}
+
+    def deliver(self, key: str, outcome: Outcome[T]) -> None:
+        with self.cond:
+            self.outcomes[key] = outcome
+            self.pending -= 1
+            if self.pending <= 0:
+                self.cond.notify()
+
+    def wait(self, until: float) -> dict[str, Outcome[T]]:
+        with self.cond:
+            while self.pending > 0:
+                left = until - time.monotonic()
+                if left <= 0 or not self.cond.wait(left):
+                    break
+            return dict(self.outcomes)
 
 
 class ParallelRunner(Generic[T]):
-    """Runs one call per key, each in a daemon thread, and waits until the deadline.
+    """Runs one call per key, each in its own daemon thread, and waits until the deadline.
 
     Each call gets the time (``time.monotonic()``) by which it should give up, a margin
     before the deadline. A key whose call from an earlier round has not returned yet is
     not started again (``CallState.BUSY``), so a hung backend holds one thread, never a
     pile of them. Used for the collectors of a scrape and for the checks of the services
     collector.
+
+    With ``keep_threads`` each key keeps its thread between rounds, waiting for the next
+    call: starting a thread per collector per scrape was ~11 % of an all-in-one scrape's
+    CPU (bench/RESULTS.md).  The services collector, with a key per check, starts them
+    per round instead, so a hundred checks do not hold a hundred idle threads.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, keep_threads: bool = False) -> None:
         self.name = name
+        self.keep_threads = keep_threads
         self._busy: set[str] = set()
         self._lock = threading.Lock()
+        # key -> the queue its long-lived thread takes calls from (keep_threads only)
+        self._workers: dict[str, queue.SimpleQueue[_Job[T] | None]] = {}
 
     def busy(self, key: str) -> bool:
         with self._lock:
@@ -158,26 +192,50 @@ class ParallelRunner(Generic[T]):
         margin = min(DEADLINE_MARGIN_SECONDS, 0.2 * max(0.0, deadline - time.monotonic()))
         give_up, wait_until = deadline - margin, deadline - margin / 2
         outcomes: dict[str, Outcome[T]] = {}
-        started: list[tuple[str, threading.Thread, list[Outcome[T]], float]] = []
-        for key, call in calls.items():
-            with self._lock:
+        todo: list[str] = []
+        with self._lock:
+            for key in calls:
                 if key in self._busy:
                     outcomes[key] = Outcome(CallState.BUSY)
-                    continue
-                self._busy.add(key)
-            box: list[Outcome[T]] = []
-            thread = threading.Thread(target=self._call,
-                                      args=(key, functools.partial(call, give_up), box),
-                                      name=f"{self.name}-{key}", daemon=True)
-            thread.start()
-            started.append((key, thread, box, time.monotonic()))
-        for key, thread, box, start in started:
-            thread.join(max(0.0, wait_until - time.monotonic()))
-            outcomes[key] = box[0] if box else Outcome(
-                CallState.TIMEOUT, duration=time.monotonic() - start)
+                else:
+                    self._busy.add(key)
+                    todo.append(key)
+        round_: _Round[T] = _Round(len(todo))
+        started = time.monotonic()
+        for key in todo:
+            job: _Job[T] = (key, functools.partial(calls[key], give_up), round_)
+            if self.keep_threads:
+                self._worker(key).put(job)
+            else:
+                threading.Thread(target=self._call, args=(job,), name=f"{self.name}-{key}",
+                                 daemon=True).start()
+        finished = round_.wait(wait_until) if todo else {}
+        for key in todo:
+            outcomes[key] = finished.get(key) or Outcome(
+                CallState.TIMEOUT, duration=time.monotonic() - started)
         return outcomes
 
-    def _call(self, key: str, call: Callable[[], T], box: list[Outcome[T]]) -> None:
+    def _worker(self, key: str) -> queue.SimpleQueue[_Job[T] | None]:
+        jobs = self._workers.get(key)
+        if jobs is None:
+            jobs = self._workers[key] = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(jobs,), name=f"{self.name}-{key}",
+                             daemon=True).start()
+        return jobs
+
+    def _serve(self, jobs: queue.SimpleQueue[_Job[T] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            self._call(job)
+
+    def close(self) -> None:
+        """End the kept threads once their current call (if any) returns."""
+        with self._lock:
+            workers, self._workers = self._workers, {}
+        for jobs in workers.values():
+            jobs.put(None)
+
+    def _call(self, job: _Job[T]) -> None:
+        key, call, round_ = job
         start = time.monotonic()
         try:
             outcome: Outcome[T] = Outcome(CallState.OK, value=call())
@@ -188,7 +246,7 @@ class ParallelRunner(Generic[T]):
                 self._busy.discard(key)
         outcome.finished = time.monotonic()
         outcome.duration = outcome.finished - start
-        box.append(outcome)
+        round_.deliver(key, outcome)
 
 
 class _Flight:
@@ -284,7 +342,8 @@ class CollectorSet:
         self.collectors = list(collectors)
         self.state = {c.name: RunState() for c in self.collectors}
         self._lock = threading.Lock()
-        self._runner: ParallelRunner[list[Metric]] = ParallelRunner("collector")
+        self._runner: ParallelRunner[list[Metric]] = ParallelRunner("collector",
+                                                                    keep_threads=True)
         self._flight: _Flight | None = None
         self._extras = list(extras)
         self._failures = logs.RepeatedFailures(log)
@@ -373,6 +432,7 @@ class CollectorSet:
             state.last_error = ""
 
     def close(self) -> None:
+        self._runner.close()
         for collector in self.collectors:
             try:
                 collector.close()
@@ -405,5 +465,5 @@ def bare_counter(name: str, help_text: str, labels: Sequence[str] = ()) -> Metri
     """
     family = Metric(name, help_text, "counter")
     family.name = _BareName(name)
-    family._labelnames = tuple(labels)  # type: ignore[attr-defined]
+    family._labelnames = tuple(labels)
     return family

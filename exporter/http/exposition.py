@@ -3,10 +3,13 @@
 prometheus_client's ``generate_latest`` checks and escapes every metric and label name
 for UTF-8 names on every sample (about 3.7 µs a sample here, half the CPU of a
 PostgreSQL scrape with its ~300 settings); our names are fixed identifiers, so this
-writes each family with plain string joins and gives the same bytes.  Families using
-OpenMetrics-only features (``_created`` samples, info/stateset types, timestamps) are
-handed to prometheus_client's encoder unchanged.  tests/unit/test_exposition.py checks
-the output equals ``generate_latest``'s on a full scrape.
+writes each family with plain string joins and gives the same bytes.  A label set's text
+(``{a="x",b="y"}``) and a family's HELP/TYPE lines are kept between scrapes, since the
+same series come back every time.  Families using OpenMetrics-only features (``_created``
+samples, info/stateset types, timestamps) are handed to prometheus_client's encoder
+unchanged.  prometheus_client is imported only then, not at start: it loads ``ssl``
+(bench/RESULTS.md, "Memory").  tests/unit/test_exposition.py checks the output equals
+``generate_latest``'s on a full scrape.
 
 OpenMetrics, which Prometheus asks for first, is written the same way by
 ``render_openmetrics`` after ``openmetrics_family``: an anchor's counter without
@@ -22,12 +25,9 @@ Sample output::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import cast
+from typing import Any
 
-from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics import exposition as openmetrics
-from prometheus_client.utils import floatToGoString
+from exporter.metrics import Metric, go_float
 
 FAST_TYPES = {"counter": "counter", "gauge": "gauge", "unknown": "untyped",
               "histogram": "histogram", "summary": "summary"}
@@ -39,8 +39,28 @@ OM_EOF = "# EOF\n"
 OM_REWRITING_ESCAPINGS = {"escaping=dots", "escaping=values"}
 RENDERED = "stackmon_rendered_text"  # attribute freeze() sets on a family
 RENDERED_OPENMETRICS = "stackmon_rendered_openmetrics"  # its OpenMetrics text, once asked
-number = cast(Callable[[float], str], floatToGoString)  # Go's float formatting, like Prometheus
-openmetrics_latest = cast(Callable[..., bytes], openmetrics.generate_latest)  # untyped there
+number = go_float  # Go's float formatting, like Prometheus
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+# Label sets rendered so far, by their (name, value) pairs in the family's order.  Bounded:
+# beyond this many distinct sets it starts over, so a huge or churning output costs what
+# it did without the cache.
+LABEL_CACHE_SIZE = 20_000
+_label_text: dict[tuple[tuple[str, str], ...], str] = {}
+_header_text: dict[tuple[str, str, str, type], str] = {}  # (name, help, type, name class)
+
+
+def generate_latest(registry: Any) -> bytes:
+    """prometheus_client's text encoder, imported on first use."""
+    from prometheus_client.exposition import generate_latest as encode
+
+    return bytes(encode(registry))
+
+
+def openmetrics_latest(registry: Any, **options: Any) -> bytes:
+    """prometheus_client's OpenMetrics encoder, imported on first use."""
+    from prometheus_client.openmetrics.exposition import generate_latest as encode
+
+    return bytes(encode(registry, **options))  # type: ignore[no-untyped-call]
 
 
 class _One:
@@ -69,26 +89,56 @@ def _label_value(value: str) -> str:
     return value
 
 
-def _simple(family: Metric) -> bool:
-    return family.type in FAST_TYPES and not any(
-        s.timestamp is not None or s.name.endswith(OM_SUFFIXES) for s in family.samples)
+def _labels(items: tuple[tuple[str, str], ...]) -> str:
+    text = _label_text.get(items)
+    if text is None:
+        if len(_label_text) >= LABEL_CACHE_SIZE:
+            _label_text.clear()
+        text = _label_text[items] = "{" + ",".join(
+            f'{k}="{_label_value(v)}"' for k, v in sorted(items)) + "}"
+    return text
+
+
+def _fallback(family: Metric) -> str:
+    return generate_latest(_One(family)).decode()
+
+
+def _header(family: Metric) -> str:
+    """The HELP and TYPE lines, kept between scrapes: a host scrape has ~240 families,
+    most of one sample, where writing them cost more than writing the samples."""
+    name = family.name
+    key = (name, family.documentation, family.type, name.__class__)
+    text = _header_text.get(key)
+    if text is None:
+        if family.type == "counter":
+            name = name + "_total"  # a postgres_exporter counter's name keeps its own
+        help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        if len(_header_text) >= LABEL_CACHE_SIZE:
+            _header_text.clear()
+        text = _header_text[key] = (f"# HELP {name} {help_text}\n"
+                                    f"# TYPE {name} {FAST_TYPES[family.type]}\n")
+    return text
 
 
 def render_family(family: Metric) -> str:
     """One family in the text format."""
-    if not _simple(family):
-        return generate_latest(_One(family)).decode()
-    name = family.name
-    if family.type == "counter":
-        name = name + "_total"  # a postgres_exporter counter's name keeps its own
-    help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-    out = [f"# HELP {name} {help_text}\n# TYPE {name} {FAST_TYPES[family.type]}\n"]
+    if family.type not in FAST_TYPES:
+        return _fallback(family)
+    out = [_header(family)]
+    append = out.append
+    labels_of = _label_text.get
     for s in family.samples:
+        sname, value = s.name, s.value
+        if s.timestamp is not None or sname.endswith(OM_SUFFIXES):
+            return _fallback(family)
+        # repr() is Go's format for floats below 1e6 (go_float for the rest, NaN, ints).
+        text = repr(value) if value.__class__ is float and -1e300 < value < 1e6 else \
+            number(value)
         if s.labels:
-            labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(s.labels.items()))
-            out.append(f"{s.name}{{{labels}}} {number(s.value)}\n")
+            items = tuple(s.labels.items())
+            append(f"{sname}{labels_of(items) or _labels(items)} {text}\n")
         else:
-            out.append(f"{s.name} {number(s.value)}\n")
+            append(f"{sname} {text}\n")
     return "".join(out)
 
 
@@ -146,12 +196,17 @@ def render_family_openmetrics(family: Metric) -> str:
     out = [f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n"]
     if family.unit:
         out.append(f"# UNIT {name} {family.unit}\n")
+    append = out.append
+    labels_of = _label_text.get  # the same label text as the text format's
     for s in family.samples:
+        value = s.value
+        text = repr(value) if value.__class__ is float and -1e300 < value < 1e6 else \
+            number(value)
         if s.labels:
-            labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(s.labels.items()))
-            out.append(f"{s.name}{{{labels}}} {number(s.value)}\n")
+            items = tuple(s.labels.items())
+            append(f"{s.name}{labels_of(items) or _labels(items)} {text}\n")
         else:
-            out.append(f"{s.name} {number(s.value)}\n")
+            append(f"{s.name} {text}\n")
     return "".join(out)
 
 
@@ -167,7 +222,7 @@ def _openmetrics_text(family: Metric) -> str:
 
 
 def render_openmetrics(families: Iterable[Metric],
-                       content_type: str = openmetrics.CONTENT_TYPE_LATEST,
+                       content_type: str = OPENMETRICS_CONTENT_TYPE,
                        encoder: Callable[[_Many], bytes] = openmetrics_latest) -> bytes:
     """``families`` in OpenMetrics text, as ``choose_encoder`` negotiated it.
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 import ssl
 import threading
@@ -37,22 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
 
 from exporter.settings import ConfigError, read_yaml
 
-TLS_VERSIONS = {
-    "TLS10": ssl.TLSVersion.TLSv1,
-    "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2,
-    "TLS13": ssl.TLSVersion.TLSv1_3,
-}
+# Names in the ssl module, looked up when TLS is configured: ssl is loaded only then
+# (exporter/__init__.py).
+TLS_VERSIONS = {"TLS10": "TLSv1", "TLS11": "TLSv1_1", "TLS12": "TLSv1_2", "TLS13": "TLSv1_3"}
 CLIENT_AUTH = {
-    "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_OPTIONAL,
-    "RequireAnyClientCert": ssl.CERT_REQUIRED,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+    "NoClientCert": "CERT_NONE",
+    "RequestClientCert": "CERT_OPTIONAL",
+    "RequireAnyClientCert": "CERT_REQUIRED",
+    "VerifyClientCertIfGiven": "CERT_OPTIONAL",
+    "RequireAndVerifyClientCert": "CERT_REQUIRED",
 }
 TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version",
             "max_version", "cipher_suites", "curve_preferences", "prefer_server_cipher_suites")
@@ -110,6 +105,8 @@ class WebConfig:
         if not sep:
             return False
         hashed = self.users.get(user)
+        import hashlib  # here: OpenSSL's libcrypto is 3.7 MB that only basic auth needs
+
         key = hashlib.sha256(b"\0".join([user.encode(), hashed or b"",
                                          password.encode()])).digest()
         cached = self._cached(key)
@@ -185,7 +182,7 @@ def _tls(path: str, raw: Any, base: Path) -> ssl.SSLContext | None:
             raise _err(path, f"tls_server_config.{name}",
                        f'got "{version}", expected one of {", ".join(TLS_VERSIONS)}')
         setattr(context, "minimum_version" if name == "min_version" else "maximum_version",
-                TLS_VERSIONS[version])
+                getattr(ssl.TLSVersion, TLS_VERSIONS[version]))
     auth_type = raw.get("client_auth_type", "NoClientCert")
     if auth_type not in CLIENT_AUTH:
         raise _err(path, "tls_server_config.client_auth_type",
@@ -201,7 +198,7 @@ def _tls(path: str, raw: Any, base: Path) -> ssl.SSLContext | None:
     elif auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
         raise _err(path, "tls_server_config.client_ca_file",
                    f"required when client_auth_type is {auth_type}")
-    context.verify_mode = CLIENT_AUTH[auth_type]
+    context.verify_mode = getattr(ssl, CLIENT_AUTH[auth_type])
     return context
 
 
@@ -209,10 +206,7 @@ def load_web_config(path: str | None) -> WebConfig:
     """Read and check the web config file; every problem is a ConfigError naming the key."""
     if not path:
         return WebConfig()
-    try:
-        raw = read_yaml(path)
-    except yaml.YAMLError:  # pragma: no cover - read_yaml already wraps these
-        raise ConfigError(f"{path}: malformed YAML") from None
+    raw = read_yaml(path)  # every YAML error is a ConfigError already
     for key in raw:
         if key not in TOP_KEYS:
             raise _err(path, str(key), "unknown key")

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exporter.errors import ConfigError
 from exporter.secrets import show
 from exporter.settings.convert import Origins, build, coerce
@@ -116,6 +114,8 @@ def read_yaml(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text, expected a YAML file") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+    import yaml  # here, not at start: only a config file needs it (1.7 MB)
+
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:

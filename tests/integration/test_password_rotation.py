@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.core import Metric
 
 from exporter.collectors.base import Collector
 from exporter.collectors.celery.collector import CeleryCollector
 from exporter.collectors.celery.settings import CelerySettings
 from exporter.collectors.redis.collector import RedisCollector
 from exporter.collectors.redis.settings import RedisSettings
+from exporter.metrics import Metric
 from tests.helpers.redis_server import RedisServer, redis_server
 
 

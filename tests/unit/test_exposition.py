@@ -91,3 +91,49 @@ def test_frozen_families_are_rendered_once() -> None:
     # change afterwards"), which is what saves the work on every scrape.
     frozen[-1].samples.clear()
     assert render_text(frozen[-1:]) == b"# HELP p_plain Plain.\n# TYPE p_plain gauge\np_plain 0.0\n"
+
+
+def test_label_text_cache_follows_the_values() -> None:
+    """The label-set text kept between scrapes is keyed by the values: a changed value or
+    label order never serves an old text, and the cache stays bounded."""
+    from exporter.http import exposition
+    from exporter.metrics import GaugeMetricFamily as Gauge
+
+    def text(values: list[str]) -> bytes:
+        family = Gauge("x_info", "X.", labels=["b", "a"])
+        family.add_metric(values, 1.0)
+        return render_text([family])
+
+    assert text(["1", "2"]) == text(["1", "2"])
+    assert b'x_info{a="3",b="1"} 1.0' in text(["1", "3"])
+    assert b'x_info{a="q\\"",b="1"} 1.0' in text(["1", 'q"'])
+    for i in range(exposition.LABEL_CACHE_SIZE + 10):
+        text([str(i), "y"])
+    assert len(exposition._label_text) <= exposition.LABEL_CACHE_SIZE
+
+
+def test_own_families_render_as_prometheus_clients() -> None:
+    """exporter.metrics' classes give the same samples, and so the same bytes, as
+    prometheus_client's (the OpenMetrics encoder takes them too)."""
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+
+    from exporter import metrics as own
+
+    def build(mod: object) -> list[Metric]:
+        gauge = mod.GaugeMetricFamily("g", "G.", labels=["a"])  # type: ignore[attr-defined]
+        gauge.add_metric(["x"], 2.5e6)
+        counter = mod.CounterMetricFamily("c_total", "C.", labels=["a"])  # type: ignore[attr-defined]
+        counter.add_metric(["x"], 3, created=1.0)
+        hist = mod.HistogramMetricFamily("h", "H.", labels=["q"])  # type: ignore[attr-defined]
+        hist.add_metric(["a"], [("0.5", 1.0), ("+Inf", 3.0)], 2.5)
+        single = mod.GaugeMetricFamily("u", "U.", value=1)  # type: ignore[attr-defined]
+        return [gauge, counter, hist, single]
+
+    import prometheus_client.core as theirs
+
+    mine, ref = build(own), build(theirs)
+    assert [m.samples for m in mine] == [m.samples for m in ref]
+    assert mine == ref
+    assert generate_latest(Registry(mine)) == generate_latest(Registry(ref))  # type: ignore[arg-type]
+    assert render_text(mine) == generate_latest(Registry(ref))  # type: ignore[arg-type]
+    assert om_latest(Registry(mine)) == om_latest(Registry(ref))  # type: ignore[arg-type]

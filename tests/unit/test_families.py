@@ -7,7 +7,6 @@ import ast
 from pathlib import Path
 
 import pytest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from exporter.collectors.base import (
     SERVICE_INFO,
@@ -16,6 +15,7 @@ from exporter.collectors.base import (
     merge_families,
     service_families,
 )
+from exporter.metrics import CounterMetricFamily, GaugeMetricFamily
 from tests.helpers.exporter import REPO
 
 

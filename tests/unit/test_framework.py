@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector, CollectorSet
 from exporter.http.server import scrape_deadline
+from exporter.metrics import GaugeMetricFamily, Metric
 
 
 class Fake(Collector):
@@ -157,3 +157,34 @@ def test_deadline_from_prometheus_header() -> None:
     assert d - now == pytest.approx(10.0, abs=0.1)
     d = scrape_deadline({"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": "0.2"}, 10.0, 0.5)
     assert 0.05 < d - now <= 0.2
+
+
+def test_collector_threads_are_kept_between_scrapes() -> None:
+    """One long-lived thread per collector, not one per scrape (bench/RESULTS.md: starting
+    them was ~11 % of a scrape's CPU); a hung one is not started again and its thread
+    serves the next scrape once the call returns; close() ends them."""
+    ok, hang = Fake("ok"), Fake("slow", "hang")
+    cs = CollectorSet([ok, hang])
+    before = set(threading.enumerate())
+    threads: list[set[threading.Thread]] = []
+    for _ in range(3):
+        metrics = cs.collect(time.monotonic() + 0.3)
+        threads.append(set(threading.enumerate()) - before)
+        assert success(metrics, "ok") == 1.0
+        assert success(metrics, "slow") == 0.0
+    assert threads[0] == threads[1] == threads[2]
+    assert sorted(t.name for t in threads[0]) == ["collector-ok", "collector-slow"]
+    assert hang.calls == 1  # busy: not started again while it hangs
+    hang.release.set()
+    wait = time.monotonic() + 10
+    while cs._runner.busy("slow") and time.monotonic() < wait:
+        time.sleep(0.01)  # polling a condition with a deadline
+    hang.behaviour = "ok"
+    metrics = cs.collect(time.monotonic() + 2)
+    assert success(metrics, "slow") == 1.0
+    assert hang.calls == 2
+    assert set(threading.enumerate()) - before == threads[0]
+    cs.close()
+    for thread in threads[0]:
+        thread.join(5)
+        assert not thread.is_alive()

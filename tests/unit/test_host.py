@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.core import Metric
 
 from exporter import cli
 from exporter.collectors.host.collector import HostCollector
 from exporter.collectors.host.common import Paths
 from exporter.collectors.host.filesystem import parse_mounts
 from exporter.collectors.host.settings import HostSettings
+from exporter.metrics import Metric
 from exporter.settings import ConfigError
 from tests.helpers.exporter import wait_for
 from tests.helpers.host import captured_adjtimex, fixture_collector, refused_adjtimex

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
 from exporter.collectors.host.common import Paths
+from exporter.metrics import Metric
 from tests.helpers.exporter import Samples, exporter_fixture
 from tests.helpers.host import fixture_collector
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
 from exporter import cli, settings
@@ -20,6 +19,7 @@ from exporter.collectors.postgres import pg_settings, pg_stat_bgwriter, pg_stat_
 from exporter.collectors.postgres.collector import PostgresCollector
 from exporter.collectors.postgres.server import short_version
 from exporter.collectors.postgres.view import ServerInfo
+from exporter.metrics import Metric
 from tests.helpers.exporter import REPO, free_port
 
 SECRET = "S3cret-Pa55"

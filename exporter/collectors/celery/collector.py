@@ -38,14 +38,13 @@ import logging
 import threading
 from collections import Counter
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.base import Collector, service_families
 from exporter.collectors.celery.broker import QueueReader, make_app
 from exporter.collectors.celery.events import EventReceiverThread, EventState, node_host
 from exporter.collectors.celery.flower import FlowerMetrics
 from exporter.collectors.celery.inspect import InspectPoller, InspectSnapshot
 from exporter.collectors.celery.settings import CelerySettings
+from exporter.metrics import GaugeMetricFamily, Metric
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.celery")

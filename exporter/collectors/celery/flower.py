@@ -46,15 +46,14 @@ from bisect import bisect_left
 from collections import OrderedDict
 from typing import Any
 
-from prometheus_client.core import (
+from exporter.collectors.celery.events import FINISHED_MEMORY, OVERFLOW, EventState
+from exporter.metrics import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    go_float,
 )
-from prometheus_client.utils import floatToGoString
-
-from exporter.collectors.celery.events import FINISHED_MEMORY, OVERFLOW, EventState
 
 # Distinct event types in flower_events_total: Celery's eight task events plus the custom
 # ones applications send (task-progress, ...); a type beyond this is "__other__".
@@ -289,7 +288,7 @@ class FlowerMetrics:
                                           "Run time of tasks in seconds, from the runtime "
                                           "field of their events (Flower's name).",
                                           labels=["worker", "task"])
-        bounds = [str(floatToGoString(b)) for b in self.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+        bounds = [go_float(b) for b in self.buckets] + ["+Inf"]
         for (worker, task), counts, total in runtime:
             cumulative, acc = [], 0
             for bound, n in zip(bounds, counts, strict=True):

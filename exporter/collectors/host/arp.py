@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, add, family
+from exporter.metrics import Metric
 
 
 class Arp(SubCollector):

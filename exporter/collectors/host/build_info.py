@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client.core import Metric
-
 from exporter import __version__
 from exporter.collectors.host.common import add, family
+from exporter.metrics import Metric
 
 GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 NAME = "node_exporter_build_info"

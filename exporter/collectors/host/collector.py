@@ -19,9 +19,6 @@ import logging
 import os
 import time
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.base import Collector
 from exporter.collectors.host.arp import Arp
 from exporter.collectors.host.build_info import build_info
@@ -51,6 +48,7 @@ from exporter.collectors.host.timex import AdjtimexFn, Timex
 from exporter.collectors.host.udp_queues import UdpQueues
 from exporter.collectors.host.uname import Uname
 from exporter.collectors.host.vmstat import Vmstat
+from exporter.metrics import Metric, Sample
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.host")

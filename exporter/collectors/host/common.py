@@ -11,13 +11,13 @@ makes ~500 samples and this is the hot path.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
+from exporter.metrics import Metric, Sample
 
 Labels = dict[str, str]
 NO_LABELS: Labels = {}
@@ -33,9 +33,12 @@ class Paths:
     sysfs: str = "/sys"
     rootfs: str = "/"
 
+    # Cached: the collectors ask for the same ~100 paths on every scrape.
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - Paths are few and live forever
     def proc(self, *parts: str) -> str:
         return os.path.join(self.procfs, *parts)
 
+    @functools.lru_cache(maxsize=1024)  # noqa: B019
     def sys(self, *parts: str) -> str:
         return os.path.join(self.sysfs, *parts)
 

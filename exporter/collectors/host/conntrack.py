@@ -12,9 +12,8 @@ the nf_conntrack module neither file exists: no data.
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import NoData, SubCollector, single
+from exporter.metrics import Metric
 
 STATS = {  # column of /proc/net/stat/nf_conntrack -> (name, help)
     "found": ("node_nf_conntrack_stat_found",

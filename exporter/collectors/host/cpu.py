@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import Files, Labels, Paths, SubCollector, family
+from exporter.metrics import Metric, Sample
 
 # /proc/stat column order after "cpuN"; the last two are guest and guest_nice.
 MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")

@@ -14,9 +14,6 @@ import glob
 import os
 import re
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import (
     Files,
     Labels,
@@ -25,6 +22,7 @@ from exporter.collectors.host.common import (
     family,
     read_optional,
 )
+from exporter.metrics import Metric, Sample
 
 FILES = (  # sysfs file, metric, help
     ("cpuinfo_cur_freq", "node_cpu_frequency_hertz", "Current CPU thread frequency in hertz."),

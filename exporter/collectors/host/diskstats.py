@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import Files, Labels, Paths, SubCollector, family
+from exporter.metrics import Metric, Sample
 
 SECTOR = 512.0
 MS = 0.001

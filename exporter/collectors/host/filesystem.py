@@ -24,10 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import Files, Labels, NoData, Paths, SubCollector, family
+from exporter.metrics import Metric, Sample
 
 StatFn = Callable[[str], os.statvfs_result]
 FAMILIES = (  # name, help

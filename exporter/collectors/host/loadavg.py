@@ -9,9 +9,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, single
+from exporter.metrics import Metric
 
 
 class Loadavg(SubCollector):

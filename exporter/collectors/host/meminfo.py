@@ -18,10 +18,8 @@ node_memory_Dirty_bytes, node_memory_Shmem_bytes, node_memory_SReclaimable_bytes
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import NO_LABELS, Files, Paths, SubCollector
+from exporter.metrics import Metric, Sample
 
 
 class Meminfo(SubCollector):

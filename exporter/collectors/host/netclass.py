@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import (
     Files,
     Labels,
@@ -29,6 +26,7 @@ from exporter.collectors.host.common import (
     family,
     read_optional,
 )
+from exporter.metrics import Metric, Sample
 
 ATTRIBUTES = (  # sysfs file, metric, type, scale
     ("addr_assign_type", "node_network_address_assign_type", "gauge", 1),

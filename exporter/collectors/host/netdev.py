@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import (
     Files,
     Labels,
@@ -25,6 +22,7 @@ from exporter.collectors.host.common import (
     family,
     read_optional,
 )
+from exporter.metrics import Metric, Sample
 
 # In /proc/net/dev's column order.
 NAMES = (

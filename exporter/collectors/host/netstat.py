@@ -16,9 +16,8 @@ from __future__ import annotations
 import contextlib
 import re
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import Files, NoData, Paths, SubCollector, single
+from exporter.metrics import Metric
 
 # node_exporter 1.5's --collector.netstat.fields default.
 FIELDS = re.compile(

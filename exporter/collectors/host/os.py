@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 import shlex
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import NoData, SubCollector, add, family
+from exporter.http.exposition import freeze
+from exporter.metrics import Metric
 
 FILES = ("/etc/os-release", "/usr/lib/os-release")
 INFO_LABELS = ("build_id", "id", "id_like", "image_id", "image_version", "name",
@@ -41,6 +41,9 @@ def parse_os_release(text: str) -> dict[str, str]:
 
 class Os(SubCollector):
     name = "os"
+    # The families of the last file text seen, rendered once (exposition.freeze): the
+    # file is read every scrape, but parsed (shlex) only when it changes.
+    _cached: tuple[str, list[Metric]] = ("", [])
 
     def collect(self) -> list[Metric]:
         for path in FILES:
@@ -51,6 +54,12 @@ class Os(SubCollector):
                 continue
         else:
             raise NoData("os-release")
+        if self._cached[0] != text or not self._cached[1]:
+            self._cached = (text, [freeze(f) for f in self._families(text)])
+        return list(self._cached[1])
+
+    @staticmethod
+    def _families(text: str) -> list[Metric]:
         release = parse_os_release(text)
         info = family("node_os_info", "A metric with a constant '1' value labeled by "
                       + ", ".join(INFO_LABELS) + ".", "gauge")

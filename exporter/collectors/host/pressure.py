@@ -12,9 +12,8 @@ kernel counts microseconds.  A kernel without PSI has no /proc/pressure: no data
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, single
+from exporter.metrics import Metric
 
 METRICS = (  # resource, line, name, help
     ("cpu", "some", "node_pressure_cpu_waiting_seconds_total",

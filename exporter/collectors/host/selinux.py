@@ -7,9 +7,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, read_optional, single
+from exporter.metrics import Metric
 
 
 class Selinux(SubCollector):

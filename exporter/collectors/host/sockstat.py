@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import NoData, SubCollector, single
+from exporter.metrics import Metric
 
 PAGE_SIZE = os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096
 

@@ -10,10 +10,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
-
 from exporter.collectors.host.common import Files, Labels, Paths, SubCollector, family
+from exporter.metrics import Metric, Sample
 
 COLUMNS = (  # column, name, help
     (0, "node_softnet_processed_total", "Number of processed packets"),

@@ -13,9 +13,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, single
+from exporter.metrics import Metric
 
 FIELDS = {  # /proc/stat key -> (name, help, type)
     "intr": ("node_intr_total", "Total number of interrupts serviced.", "counter"),

@@ -23,12 +23,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-
-from prometheus_client.core import Metric
-from prometheus_client.parser import text_string_to_metric_families
+from typing import Any
 
 from exporter.collectors.base import bare_counter
 from exporter.collectors.host.common import Files, Paths, SubCollector, add, family, single
+from exporter.metrics import Metric
 
 log = logging.getLogger("stackmon.host")
 MTIME = "node_textfile_mtime_seconds"
@@ -104,10 +103,15 @@ def _read(path: str, exclude: frozenset[str] | set[str]) -> tuple[list[Metric], 
     if len(data) > MAX_FILE_BYTES:
         raise TextfileError(f"larger than {MAX_FILE_BYTES} bytes")
     try:
-        parsed = list(text_string_to_metric_families(data.decode("utf-8")))
+        # prometheus_client's parser, imported only with a textfile directory configured
+        # (its package costs 12 MB; bench/RESULTS.md, "Memory").
+        from prometheus_client.parser import text_string_to_metric_families
+
+        # Its families have exporter.metrics' attributes (the same API).
+        parsed: list[Any] = list(text_string_to_metric_families(data.decode("utf-8")))
     except (ValueError, UnicodeDecodeError) as err:
         raise TextfileError(f"not the Prometheus text format: {err}") from None
-    out = []
+    out: list[Metric] = []
     for fam in parsed:
         if any(s.timestamp is not None for s in fam.samples):
             raise TextfileError("contains unsupported client-side timestamps, skipping "

@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, add, family, read_optional, single
+from exporter.metrics import Metric
 
 
 class Time(SubCollector):

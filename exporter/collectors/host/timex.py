@@ -20,9 +20,8 @@ from collections.abc import Callable
 from errno import EPERM
 from typing import Any
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import Files, NoData, Paths, SubCollector, single
+from exporter.metrics import Metric
 
 TIME_ERROR = 5  # clock not synchronised
 STA_NANO = 0x2000

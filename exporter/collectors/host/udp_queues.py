@@ -9,9 +9,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import NoData, SubCollector, add, family
+from exporter.metrics import Metric
 
 NAME = "node_udp_queues"
 LABELS = {(ip, q): {"ip": ip, "queue": q} for ip in ("v4", "v6") for q in ("rx", "tx")}

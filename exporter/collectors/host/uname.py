@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, add, family, read_optional
+from exporter.metrics import Metric
 
 
 class Uname(SubCollector):

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.host.common import SubCollector, single
+from exporter.metrics import Metric
 
 # node_exporter's --collector.vmstat.fields default.
 FIELDS = re.compile(r"^(oom_kill|pgpg|pswp|pg.*fault).*")
@@ -26,13 +25,20 @@ FIELDS = re.compile(r"^(oom_kill|pgpg|pswp|pg.*fault).*")
 
 class Vmstat(SubCollector):
     name = "vmstat"
+    # key -> (metric name, help), or None for a field left out: the file has ~150 keys
+    # and they do not change while the kernel runs, so each is matched once.
+    _keys: dict[str, tuple[str, str] | None]
 
     def collect(self) -> list[Metric]:
+        keys = self.__dict__.setdefault("_keys", {})
         out: list[Metric] = []
         for line in self.files.read(self.paths.proc("vmstat")).splitlines():
             key, _, value = line.partition(" ")
-            if FIELDS.match(key):
-                out.append(single(f"node_vmstat_{key}",
-                                  f"/proc/vmstat information field {key}.", "unknown",
-                                  float(value)))
+            wanted = keys.get(key, False)
+            if wanted is False:
+                wanted = keys[key] = ((f"node_vmstat_{key}",
+                                       f"/proc/vmstat information field {key}.")
+                                      if FIELDS.match(key) else None)
+            if wanted:
+                out.append(single(wanted[0], wanted[1], "unknown", float(value)))
         return out

@@ -22,7 +22,10 @@ Sample output::
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import os
 import selectors
 import socket
@@ -32,7 +35,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import psycopg
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -57,6 +59,7 @@ from exporter.collectors.postgres.settings import PostgresSettings
 from exporter.collectors.postgres.view import PreparedQuery, Results, Rows, ServerInfo
 from exporter.errors import SettingError
 from exporter.http.exposition import freeze
+from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from exporter.secrets import read_secret_file
 from exporter.settings import ScrapeSettings
 
@@ -104,6 +107,48 @@ def sqlstate_class(err: BaseException) -> str:
     return str(state)[:2]
 
 
+class _Alarms:
+    """One thread that fires every watchdog at its deadline.
+
+    A ``threading.Timer`` per scrape started and cancelled a thread each time: ~0.1 ms of
+    CPU a scrape (bench/RESULTS.md, "Changes").  This thread sleeps until the earliest
+    deadline armed; a watchdog disarmed before it is dropped when its time comes.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._seq = itertools.count()
+        self._wake_at = math.inf
+        self._thread: threading.Thread | None = None
+
+    def arm(self, when: float, dog: _Watchdog) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), dog))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="postgres-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            elif when < self._wake_at:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            due: list[_Watchdog] = []
+            with self._cond:
+                now = time.monotonic()
+                heap = self._heap
+                while heap and (heap[0][2].done or heap[0][0] <= now):
+                    dog = heapq.heappop(heap)[2]
+                    if not dog.done:
+                        due.append(dog)
+                self._wake_at = heap[0][0] if heap else math.inf
+                if not due:
+                    self._cond.wait(None if not heap else self._wake_at - now)
+            for dog in due:
+                dog.fire()
+
+
 class _Watchdog:
     """Shuts the connection's socket down at the deadline: a blocked read returns at once.
 
@@ -111,26 +156,26 @@ class _Watchdog:
     under it; the broken connection is replaced on the next scrape.
     """
 
+    alarms = _Alarms()
+
     def __init__(self, fd: int, deadline: float) -> None:
         self.fd = fd
+        self.deadline = deadline
         self.fired = False
+        self.done = False
         self._lock = threading.Lock()
-        self._done = False
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> _Watchdog:
-        self._timer.start()
+        self.alarms.arm(self.deadline, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
-            self._done = True
-        self._timer.cancel()
+            self.done = True
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
-            if self._done:
+            if self.done:
                 return
             self.fired = True
             try:

@@ -8,9 +8,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo
+from exporter.metrics import GaugeMetricFamily, Metric
 
 # pg_database_size stats every file of every database: by far the most expensive query
 # (milliseconds of server CPU with a few thousand relations), so the collector runs it at

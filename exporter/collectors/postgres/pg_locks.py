@@ -8,9 +8,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo
+from exporter.metrics import GaugeMetricFamily, Metric
 
 LOCK_MODES = (
     "accesssharelock", "rowsharelock", "rowexclusivelock", "shareupdateexclusivelock",

@@ -13,9 +13,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo
+from exporter.metrics import GaugeMetricFamily, Metric
 
 SETTINGS_SQL = """
 SELECT name, setting, coalesce(unit, ''), vartype FROM pg_settings

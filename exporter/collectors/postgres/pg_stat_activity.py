@@ -11,9 +11,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo, gauge
+from exporter.metrics import GaugeMetricFamily, Metric
 
 # postgres_exporter's query: every (database, state) pair, zero-filled.
 ACTIVITY_SQL = """

@@ -9,8 +9,6 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.base import bare_counter
 from exporter.collectors.postgres.view import (
     NAN,
@@ -19,6 +17,7 @@ from exporter.collectors.postgres.view import (
     ServerInfo,
     add,
 )
+from exporter.metrics import GaugeMetricFamily, Metric
 
 ARCHIVER_SQL = """
 SELECT archived_count::float8, failed_count::float8,

@@ -13,9 +13,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo
+from exporter.metrics import CounterMetricFamily, Metric
 
 # column -> (metric name, help); prometheus_client adds the _total postgres_exporter has
 BGWRITER_COLUMNS: dict[str, tuple[str, str]] = {

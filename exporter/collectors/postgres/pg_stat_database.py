@@ -14,8 +14,6 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.base import bare_counter
 from exporter.collectors.postgres.view import (
     PreparedQuery,
@@ -24,6 +22,7 @@ from exporter.collectors.postgres.view import (
     add,
     untyped,
 )
+from exporter.metrics import GaugeMetricFamily, Metric
 
 COUNTER, GAUGE, UNTYPED = "counter", "gauge", "untyped"
 
@@ -138,7 +137,7 @@ def _families(rows: list[tuple[object, ...]], table: dict[str, Column],
         name, _, kind, help_text = table[column]
         if kind == GAUGE:
             families.append(GaugeMetricFamily(name, help_text, labels=labels))
-            families[-1]._labelnames = tuple(labels)  # type: ignore[attr-defined]
+            families[-1]._labelnames = tuple(labels)
         elif kind == COUNTER:
             families.append(bare_counter(name, help_text, labels))
         else:

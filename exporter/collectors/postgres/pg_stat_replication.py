@@ -10,9 +10,8 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo
+from exporter.metrics import GaugeMetricFamily, Metric
 
 CURRENT_LSN = ("CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() "
                "ELSE pg_current_wal_lsn() END")

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client.core import CounterMetricFamily, Metric
-
 from exporter.collectors.postgres.view import PreparedQuery, Results, ServerInfo
+from exporter.metrics import CounterMetricFamily, Metric
 
 # Run once per connection: where the extension lives and its version.
 STATEMENTS_EXTENSION_SQL = """

@@ -20,8 +20,6 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.base import bare_counter
 from exporter.collectors.postgres.view import (
     PreparedQuery,
@@ -29,6 +27,7 @@ from exporter.collectors.postgres.view import (
     ServerInfo,
     add,
 )
+from exporter.metrics import GaugeMetricFamily, Metric
 
 COUNTER, GAUGE, TIME = "counter", "gauge", "time"
 # column -> (metric name, type, help)
@@ -116,7 +115,7 @@ def metrics(r: Results, server: ServerInfo) -> list[Metric]:
     for name, help_text in SIZE_METRICS.items():
         families.append(GaugeMetricFamily(name, help_text, labels=labels))
     for family in families:
-        family._labelnames = tuple(labels)  # type: ignore[attr-defined]
+        family._labelnames = tuple(labels)
     rows = r["user_tables"]
     for row in rows:
         key = [str(row[0]), str(row[1]), str(row[2]), server.server]

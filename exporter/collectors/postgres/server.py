@@ -10,8 +10,6 @@ Sample output::
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.collectors.postgres.view import (
     PreparedQuery,
     Results,
@@ -20,6 +18,7 @@ from exporter.collectors.postgres.view import (
     gauge,
     untyped,
 )
+from exporter.metrics import Metric
 
 SERVER_SQL = """
 SELECT pg_is_in_recovery() AS in_recovery,

@@ -18,9 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from exporter.collectors.postgres.settings import PostgresSettings
+from exporter.metrics import GaugeMetricFamily, Metric
 
 Row = tuple[Any, ...]
 Rows = list[Row]
@@ -51,7 +50,7 @@ class ServerInfo:
 
 def add(family: Metric, labels: list[str], value: Any) -> None:
     """Add one sample to a family made by ``bare_counter`` or ``untyped``."""
-    names: tuple[str, ...] = family._labelnames  # type: ignore[attr-defined]
+    names: tuple[str, ...] = family._labelnames
     family.add_sample(str(family.name), dict(zip(names, labels, strict=True)),
                       NAN if value is None else float(value))
 
@@ -59,7 +58,7 @@ def add(family: Metric, labels: list[str], value: Any) -> None:
 def untyped(name: str, help_text: str, labels: list[str]) -> Metric:
     """An untyped family, as postgres_exporter exports columns it has no type for."""
     family = Metric(name, help_text, "unknown")
-    family._labelnames = tuple(labels)  # type: ignore[attr-defined]
+    family._labelnames = tuple(labels)
     return family
 
 

@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection, parse_url
 from redis.credentials import CredentialProvider
@@ -57,6 +56,7 @@ from redis.retry import Retry
 from exporter.collectors.base import Collector, bare_counter, service_families
 from exporter.collectors.redis.settings import RedisSettings, RedisTarget
 from exporter.errors import ConfigError, SettingError
+from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from exporter.secrets import read_secret_file
 from exporter.settings import ScrapeSettings
 

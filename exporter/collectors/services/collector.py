@@ -31,8 +31,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from exporter.collectors.base import (
     CallState,
     Collector,
@@ -49,6 +47,7 @@ from exporter.collectors.services.checks import (
     ssl_context_for,
 )
 from exporter.collectors.services.settings import ServiceCheck, ServicesSettings
+from exporter.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from exporter.settings import ScrapeSettings
 
 log = logging.getLogger("stackmon.collectors.services")

@@ -33,4 +33,10 @@ class _DeferredModule(types.ModuleType):
 
 
 if "ssl" not in sys.modules:
-    sys.modules["ssl"] = _DeferredModule("ssl")
+    _ssl_stand_in = _DeferredModule("ssl")
+    # importlib.util.find_spec("ssl") reads the module's __spec__ (None would raise):
+    # locating the module imports nothing.
+    from importlib.machinery import PathFinder
+
+    _ssl_stand_in.__spec__ = PathFinder.find_spec("ssl")
+    sys.modules["ssl"] = _ssl_stand_in

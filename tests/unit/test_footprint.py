@@ -63,9 +63,10 @@ def test_host_scrape_loads_no_heavy_module(accept: str) -> None:
 
 def test_deferred_ssl_loads_on_first_use() -> None:
     seen = probe("""
-import json, sys
+import json, sys, importlib.util
 import exporter, http.client
 import ssl
+assert importlib.util.find_spec("ssl").name == "ssl"  # libraries may ask before using it
 ctx = ssl.create_default_context()
 from ssl import SSLContext
 print(json.dumps({"modules": [], "ssl": type(sys.modules["ssl"]).__name__,

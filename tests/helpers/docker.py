@@ -421,6 +421,11 @@ class Built:
     seconds: float  # time spent here: 0-ish when the hashed tag existed
 
 
+def build_service(engine: Engine, service: str) -> Built:
+    """The image compose.yaml names for ``service``, built from the repository's Dockerfile."""
+    return build(engine, REPO, DOCKERFILE, load_compose({})["services"][service]["image"])
+
+
 def build(engine: Engine, context: Path, dockerfile: Path, name: str) -> Built:
     """``docker build`` the way a user does (``docker build -t <name> <context>``), plus
     ``--network host`` (the engine has no bridge), unless the same inputs were built."""

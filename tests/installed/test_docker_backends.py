@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from tests.helpers import docker, logfmt
-from tests.helpers.exporter import REPO, Samples, free_port, wait_for
+from tests.helpers.exporter import Samples, free_port, wait_for
 from tests.helpers.services import self_signed_cert
 
 pytestmark = pytest.mark.skipif(docker.skip_reason() is not None,
@@ -36,14 +36,8 @@ SERVICE = "stackmon"
 
 
 @pytest.fixture(scope="module")
-def engine() -> docker.Engine:
-    return docker.shared_engine()
-
-
-@pytest.fixture(scope="module")
 def image(engine: docker.Engine) -> docker.Built:
-    model = docker.load_compose({})
-    return docker.build(engine, REPO, docker.DOCKERFILE, model["services"][SERVICE]["image"])
+    return docker.build_service(engine, SERVICE)
 
 
 @pytest.fixture(scope="module")

@@ -37,11 +37,6 @@ CACHE_DB, BROKER_DB = 12, 13
 
 
 @pytest.fixture(scope="module")
-def engine() -> docker.Engine:
-    return docker.shared_engine()
-
-
-@pytest.fixture(scope="module")
 def images(engine: docker.Engine) -> dict[str, docker.Built]:
     services = docker.load_compose({})["services"]
     return {"stackmon": docker.build(engine, REPO, docker.DOCKERFILE,

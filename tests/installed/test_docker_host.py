@@ -47,14 +47,8 @@ SERVICE = "stackmon-host"
 
 
 @pytest.fixture(scope="module")
-def engine() -> docker.Engine:
-    return docker.shared_engine()
-
-
-@pytest.fixture(scope="module")
 def image(engine: docker.Engine) -> docker.Built:
-    model = docker.load_compose({})
-    return docker.build(engine, REPO, docker.DOCKERFILE, model["services"][SERVICE]["image"])
+    return docker.build_service(engine, SERVICE)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from exporter import cli
 from exporter.collectors.host.collector import HostCollector
-from exporter.collectors.host.common import Paths
+from exporter.collectors.host.common import Paths, read_attribute
 from exporter.collectors.host.filesystem import parse_mounts
 from exporter.collectors.host.settings import HostSettings
 from exporter.metrics import Metric
@@ -206,3 +206,17 @@ def test_readonly_comes_from_the_mount_table_not_statfs(tmp_path: Path) -> None:
         time.monotonic() + 5)
     readonly = samples(metrics, "node_filesystem_readonly")
     assert readonly == {"/": 0.0, "/data": 1.0}  # proc/1/mounts: / rw, /data ro
+
+
+@pytest.mark.parametrize("size", [0, 5, 4095, 4096, 9000, 70000])
+def test_attribute_reads_are_whole_at_any_size(tmp_path: Path, size: int) -> None:
+    """One read() for a sysfs attribute (under a page); anything longer to the end."""
+    path = tmp_path / "attr"
+    data = bytes(i % 251 for i in range(size))
+    path.write_bytes(data)
+    assert read_attribute(str(path)) == data
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert read_attribute("attr", fd) == data
+    finally:
+        os.close(fd)

@@ -30,6 +30,15 @@ from exporter.process import ProcessMetrics, limit_malloc_arenas
 log = logging.getLogger("stackmon")
 
 
+# Listed after the flags: without them `--help` never mentions the two subcommands.
+COMMANDS = """commands (each has its own --help):
+  stackmon check [--format json]  what each enabled backend lacks, and the exact fix
+                                  (docs/check.md); exit 0 nothing missing, 1 missing
+                                  or broken, 2 a configuration error
+  stackmon healthcheck            ask /-/healthy of the exporter started with the same
+                                  flags and STACKMON_* settings (the image's HEALTHCHECK)"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         fail(f"command line: {message} (see {self.prog} --help)")
@@ -51,7 +60,8 @@ class _RefuseSecret(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stackmon", description="Prometheus exporter for a web platform.",
-                     argument_default=argparse.SUPPRESS)
+                     argument_default=argparse.SUPPRESS, epilog=COMMANDS,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"stackmon {__version__}")
     parser.add_argument("--config.file", dest="config_file", metavar="PATH",
                         help="YAML config file (also STACKMON_CONFIG_FILE)")

@@ -170,3 +170,16 @@ def test_help_lists_generated_flags() -> None:
     for flag in ("--web.listen-address", "--web.telemetry-path", "--web.config.file",
                  "--config.file", "--log.level", "--collector.host", "--no-collector.host"):
         assert flag in proc.stdout
+
+
+def test_help_lists_the_subcommands() -> None:
+    """`stackmon --help` is where a user looks first: it names `check` and `healthcheck`,
+    and each of them answers its own --help."""
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    commands = proc.stdout.split("commands (each has its own --help):\n", 1)[1]
+    named = [line.split()[1] for line in commands.splitlines() if line.startswith("  stackmon ")]
+    assert named == ["check", "healthcheck"]
+    for name in named:
+        sub = run_cli(name, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: stackmon {name}"), sub

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import BROKER_URL
 from tests.helpers.celery import Worker, client_app, start_worker
-from tests.helpers.exporter import Exporter, free_port, http_get, wait_for
+from tests.helpers.exporter import Exporter, free_port, http_get, stop_processes, wait_for
 from tests.helpers.prometheus import query, warm_up
 
 PROMETHEUS = shutil.which("prometheus")
@@ -38,8 +38,7 @@ def prometheus(full_exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
         wait_for(lambda: http_get(url + "/-/ready")[0] == 200, timeout=30, what="prometheus")
         yield url
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop_processes(proc)
 
 
 @pytest.fixture(scope="session")

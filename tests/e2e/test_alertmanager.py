@@ -32,7 +32,14 @@ import pytest
 import yaml
 
 from tests.helpers.celery import start_worker
-from tests.helpers.exporter import REPO, free_port, http_get, start_exporter, wait_for
+from tests.helpers.exporter import (
+    REPO,
+    free_port,
+    http_get,
+    start_exporter,
+    stop_processes,
+    wait_for,
+)
 from tests.helpers.prometheus import query
 from tests.helpers.redis_server import RedisServer
 
@@ -130,8 +137,7 @@ class Alertmanager:
         return out
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
+        stop_processes(self.proc)
 
 
 def key(labels: dict[str, str]) -> str:
@@ -356,8 +362,7 @@ def test_redis_broker_outage_pages_once(tmp_path: Path, alertmanager: Alertmanag
         assert sorted(set(webhook.alertnames())) == [("/pager", "RedisDown", "firing")]
     finally:
         if prom is not None:
-            prom.terminate()
-            prom.wait(20)
+            stop_processes(prom)
         if worker is not None:
             worker.stop()
         if exporter is not None:

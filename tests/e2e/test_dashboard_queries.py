@@ -28,6 +28,7 @@ from tests.helpers.exporter import (
     exporter_fixture,
     free_port,
     http_get,
+    stop_processes,
     wait_for,
 )
 from tests.helpers.machine import absent_here
@@ -217,12 +218,7 @@ def demo_app(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             http_get(url + path)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes(proc)
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ from tests.helpers.exporter import (
     http_get,
     promtool_complaints,
     start_exporter,
+    stop_processes,
     wait_for,
 )
 from tests.helpers.openmetrics import classic_series, openmetrics_series, scrape_openmetrics
@@ -145,16 +146,6 @@ def start_prometheus(target: str, tmp: Path) -> tuple[subprocess.Popen[bytes], s
     return proc, url
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     if PROMETHEUS is None:
@@ -172,7 +163,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         wait_for(lambda: stackmon.scrape().get("stackmon_celery_events_receiver_up") == 1,
                  timeout=30, what="stackmon's event receiver")
         flower, flower_url = start_flower(broker, tmp)
-        stack.callback(stop, flower)
+        stack.callback(stop_processes, flower)
         slow = start_worker(broker, queues="slow", concurrency=1)
         stack.callback(slow.kill)
         main = start_worker(broker, queues="celery", concurrency=2)
@@ -180,7 +171,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         prometheus = {}
         for name, target in (("flower", flower_url), ("stackmon", stackmon.url)):
             proc, url = start_prometheus(target.removeprefix("http://"), tmp / f"prom-{name}")
-            stack.callback(stop, proc)
+            stack.callback(stop_processes, proc)
             prometheus[name] = url
         rig = Rig(stackmon, flower_url, slow, main, prometheus)
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers.exporter import free_port, http_get, wait_for
+from tests.helpers.exporter import free_port, http_get, stop_processes, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 VICTORIA_METRICS = shutil.which("victoria-metrics")
@@ -56,13 +56,7 @@ class Server:
                 for labels in data}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_processes(self.proc)
 
 
 def _start(name: str, args: list[str], root: Path, ready: str) -> Server:

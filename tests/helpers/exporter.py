@@ -49,6 +49,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+def stop_processes(*procs: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    """SIGTERM each process that still runs, then wait; one still there after ``timeout``
+    seconds is killed, so a hung child never outlives the test."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def http_get(url: str, headers: Mapping[str, str] | None = None,
              timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, headers=dict(headers or {}))

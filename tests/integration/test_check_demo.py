@@ -46,7 +46,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.check import check_command, run_command
-from tests.helpers.exporter import REPO, free_port, http_get, wait_for
+from tests.helpers.exporter import REPO, free_port, http_get, stop_processes, wait_for
 from tests.helpers.pgcluster import Cluster
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.services import NGINX
@@ -122,15 +122,7 @@ class Platform:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(*reversed(self.procs))
         if self.redis is not None:
             self.redis.cleanup()
         if self.cluster is not None:

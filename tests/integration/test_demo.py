@@ -23,6 +23,7 @@ from tests.helpers.exporter import (
     free_port,
     http_get,
     start_exporter,
+    stop_processes,
     wait_for,
 )
 from tests.helpers.pgcluster import Cluster
@@ -68,14 +69,7 @@ class Demo:
         return Samples.parse(body.decode())
 
     def stop(self) -> None:
-        for proc in (self.web, self.worker):
-            proc.terminate()
-        for proc in (self.web, self.worker):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.web, self.worker)
 
 
 @pytest.fixture(scope="module")

@@ -406,12 +406,14 @@ def venvs(work: Path, src: str | None) -> dict[str, Path]:
                                      check=True, capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
         subprocess.run([sys.executable, "-m", "venv", str(out["celery-exporter"])], check=True)
+        # kombu's Redis transport imports packaging without declaring it (kombu 5.7.0).
         subprocess.run([str(out["celery-exporter"] / "bin" / "pip"), "install", "-q",
-                        str(tree)], check=True)
+                        str(tree), "packaging"], check=True)
     if not (out["flower"] / "bin" / "celery").exists():
         subprocess.run([sys.executable, "-m", "venv", str(out["flower"])], check=True)
+        # Celery's redis extra (redis-py) for the Redis broker; Flower does not pull it in.
         subprocess.run([str(out["flower"] / "bin" / "pip"), "install", "-q", "flower",
-                        "packaging"], check=True)
+                        "redis", "packaging"], check=True)
     return out
 
 

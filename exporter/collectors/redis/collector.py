@@ -404,10 +404,9 @@ class RedisCollector(Collector):
         self._lock = threading.Lock()
         self._info_cmd: tuple[str, ...] = INFO_ALL
         self._need_config = True  # until an INFO shows maxclients (Redis >= 7.0)
-        # Optional commands the server refused ("SLOWLOG GET", "CONFIG GET"), logged once.
-        self._refused: set[str] = set()
-        # Why each was refused: "acl" (NOPERM), "renamed" (unknown command: rename-command
-        # or a managed Redis), "unsupported" (unknown subcommand); read by checks.py.
+        # Optional commands the server refused ("SLOWLOG GET", "CONFIG GET"), logged once,
+        # each with why: "acl" (NOPERM), "renamed" (unknown command: rename-command or a
+        # managed Redis), "unsupported" (unknown subcommand); read by checks.py.
         self.refusals: dict[str, str] = {}
         self._start_time: tuple[str, float] | None = None  # (run_id, start time)
         # Configured databases (CONFIG GET databases); None: ask on the next round trip.
@@ -427,10 +426,10 @@ class RedisCollector(Collector):
 
     def _commands(self) -> list[tuple[str, ...]]:
         cmds = [self._info_cmd]
-        cmds += [cmd for cmd in (SLOWLOG_LEN, SLOWLOG_GET) if _key(cmd) not in self._refused]
-        if self._cluster and _key(CLUSTER_INFO) not in self._refused:
+        cmds += [cmd for cmd in (SLOWLOG_LEN, SLOWLOG_GET) if _key(cmd) not in self.refusals]
+        if self._cluster and _key(CLUSTER_INFO) not in self.refusals:
             cmds.append(CLUSTER_INFO)
-        if "CONFIG GET" not in self._refused:
+        if "CONFIG GET" not in self.refusals:
             if self._need_config:
                 cmds.append(CONFIG_GET_MAXCLIENTS)
             if self._databases is None:
@@ -540,9 +539,8 @@ class RedisCollector(Collector):
             log.debug('collector=redis target="%s" msg="%s failed; metric left out of this '
                       'scrape" err="%s"', self.endpoint.describe, " ".join(cmd), first_line(err))
             return
-        if _key(cmd) in self._refused:
+        if _key(cmd) in self.refusals:
             return  # logged already (CONFIG GET is sent for several settings at once)
-        self._refused.add(_key(cmd))
         self.refusals[_key(cmd)] = (
             "acl" if isinstance(err, redis.exceptions.NoPermissionError)
             else "renamed" if "unknown command" in text else "unsupported")
